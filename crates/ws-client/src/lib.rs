@@ -1,0 +1,1 @@
+//! The Tokio WebSocket client: `connect(url)` over the `ws-proto` core.

@@ -1,0 +1,559 @@
+//! The connection state machine: bytes in, messages out; messages in, bytes
+//! out. See `docs/design.md` for the run loop a driver follows.
+
+use std::fmt;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON_LEN};
+use crate::config::Config;
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{Decoded, FrameHeader};
+use crate::mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at};
+use crate::message::Message;
+use crate::opcode::OpCode;
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+
+/// Which end of the connection this is. It decides the masking rules
+/// (RFC 6455 section 5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Masks every frame it sends; fails on masked frames.
+    Client,
+    /// Sends unmasked frames; fails on unmasked frames.
+    Server,
+}
+
+/// Where a connection is in its life (RFC 6455 section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// This end sent a close frame and is waiting for the peer's. Data
+    /// frames received now are discarded. A driver applies its close timeout
+    /// in this state.
+    Closing,
+    /// Both close frames were exchanged, the connection failed, or the
+    /// transport ended. Once [`Connection::has_pending_output`] is false the
+    /// driver closes the transport: at once on a server; on a client after
+    /// the server has closed it or a timeout (RFC 6455 section 7.1.1).
+    Closed,
+}
+
+/// One end of a WebSocket connection, without I/O.
+///
+/// Feed it received bytes with [`handle_bytes`](Self::handle_bytes) (or read
+/// straight into [`read_buffer`](Self::read_buffer)), pull messages with
+/// [`poll_message`](Self::poll_message), encode outgoing messages with
+/// [`send`](Self::send) into a buffer you own, and collect the frames the
+/// connection generates itself (pongs, close replies, failure closes) with
+/// [`poll_transmit`](Self::poll_transmit).
+pub struct Connection {
+    role: Role,
+    config: Config,
+    mask_keys: Option<Box<dyn MaskKeySource>>,
+
+    rx: BytesMut,
+    /// The header of the frame whose payload is being received.
+    header: Option<FrameHeader>,
+    /// How many bytes of that payload, at the front of `rx`, are already
+    /// unmasked and validated.
+    processed: usize,
+
+    /// The kind of the fragmented message in progress (`Text` or `Binary`).
+    message: Option<OpCode>,
+    message_len: u64,
+    fragment_count: usize,
+    fragments: BytesMut,
+    utf8: Utf8Validator,
+
+    pending_pong: Option<Bytes>,
+    pending_close: Option<Option<CloseFrame>>,
+    close_sent: bool,
+    close_received: Option<Option<CloseFrame>>,
+    failed: bool,
+    eof: bool,
+}
+
+/// Builds a [`Connection`]; see [`Connection::builder`].
+pub struct ConnectionBuilder {
+    role: Role,
+    config: Config,
+    mask_keys: Option<Box<dyn MaskKeySource>>,
+}
+
+impl ConnectionBuilder {
+    /// The limits and behaviour; default [`Config::default`].
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Where a client gets its masking keys; default [`RandomMaskKeys`].
+    /// Ignored by a server, which does not mask.
+    pub fn mask_keys(mut self, source: impl MaskKeySource + 'static) -> Self {
+        self.mask_keys = Some(Box::new(source));
+        self
+    }
+
+    /// The connection, in the [`State::Open`] state.
+    pub fn build(self) -> Connection {
+        let mask_keys = match self.role {
+            Role::Client => Some(
+                self.mask_keys
+                    .unwrap_or_else(|| Box::new(RandomMaskKeys::new())),
+            ),
+            Role::Server => None,
+        };
+        Connection {
+            role: self.role,
+            config: self.config,
+            mask_keys,
+            rx: BytesMut::new(),
+            header: None,
+            processed: 0,
+            message: None,
+            message_len: 0,
+            fragment_count: 0,
+            fragments: BytesMut::new(),
+            utf8: Utf8Validator::new(),
+            pending_pong: None,
+            pending_close: None,
+            close_sent: false,
+            close_received: None,
+            failed: false,
+            eof: false,
+        }
+    }
+}
+
+impl Connection {
+    /// A connection with the given role and settings, past the opening
+    /// handshake. Shortcut for `Connection::builder(role).config(config).build()`.
+    pub fn new(role: Role, config: Config) -> Self {
+        Self::builder(role).config(config).build()
+    }
+
+    /// A builder for a connection with the given role.
+    pub fn builder(role: Role) -> ConnectionBuilder {
+        ConnectionBuilder {
+            role,
+            config: Config::default(),
+            mask_keys: None,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The settings this connection enforces.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> State {
+        if self.failed || self.eof || (self.close_sent && self.close_received.is_some()) {
+            State::Closed
+        } else if self.close_sent {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Whether this end sent a close frame and is waiting for the peer's:
+    /// the time for a driver's close timeout to run. Incoming traffic does
+    /// not end the wait, only the peer's close frame or the transport's end.
+    pub fn is_awaiting_close(&self) -> bool {
+        self.state() == State::Closing
+    }
+
+    /// The close frame received from the peer: `None` until one arrives,
+    /// `Some(None)` for a close frame without a status code.
+    pub fn close_received(&self) -> Option<Option<&CloseFrame>> {
+        self.close_received.as_ref().map(Option::as_ref)
+    }
+
+    /// The close code a driver reports when the connection has ended: the
+    /// peer's code, 1005 for a close frame without one, 1006 when none
+    /// arrived (RFC 6455 section 7.1.5).
+    pub fn close_code(&self) -> CloseCode {
+        match &self.close_received {
+            Some(Some(frame)) => frame.code,
+            Some(None) => CloseCode::NO_STATUS_RECEIVED,
+            None => CloseCode::ABNORMAL,
+        }
+    }
+
+    /// Whether the connection has frames of its own to send (a pong, a close
+    /// reply, a failure close); collect them with
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn has_pending_output(&self) -> bool {
+        self.pending_pong.is_some() || self.pending_close.is_some()
+    }
+
+    /// The buffer of received bytes not yet decoded. A driver may read from
+    /// its transport straight into it (for example with Tokio's `read_buf`)
+    /// instead of calling [`handle_bytes`](Self::handle_bytes).
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.rx
+    }
+
+    /// Appends bytes received from the peer.
+    pub fn handle_bytes(&mut self, data: &[u8]) {
+        self.rx.extend_from_slice(data);
+    }
+
+    /// The transport ended: nothing more will be received. If the close
+    /// handshake had not completed, the closure is abnormal (1006).
+    pub fn handle_eof(&mut self) {
+        self.eof = true;
+        self.pending_pong = None;
+    }
+
+    /// Frees the buffers' memory when no frame or message is in progress, so
+    /// that an idle connection costs little. Cheap; a driver calls it when
+    /// it is about to wait for the next read.
+    pub fn release_idle_buffers(&mut self) {
+        if self.rx.is_empty() && self.rx.capacity() > 0 {
+            self.rx = BytesMut::new();
+        }
+        if self.fragments.is_empty() && self.fragments.capacity() > 0 {
+            self.fragments = BytesMut::new();
+        }
+    }
+
+    /// Decodes the next message from the bytes received so far.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed, or for good once the
+    /// connection is [`State::Closed`]. Control frames are returned as they
+    /// arrive, even between the fragments of a message. A received ping
+    /// queues a pong (see [`Config::auto_pong`]); a received close queues the
+    /// reply; both are collected with [`poll_transmit`](Self::poll_transmit).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] when the peer broke the protocol or a limit. The
+    /// connection has then queued a close frame with the error's
+    /// [close code](ProtocolError::close_code) and is [`State::Closed`].
+    pub fn poll_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if self.state() == State::Closed {
+                return Ok(None);
+            }
+            let header = match self.header {
+                Some(header) => header,
+                None => match FrameHeader::decode(&self.rx) {
+                    Ok(Decoded::NeedMore(_)) => return Ok(None),
+                    Ok(Decoded::Done { value, consumed }) => {
+                        if let Err(error) = self.check_header(&value) {
+                            return Err(self.fail(error));
+                        }
+                        self.rx.advance(consumed);
+                        self.header = Some(value);
+                        self.processed = 0;
+                        value
+                    }
+                    Err(error) => return Err(self.fail(error)),
+                },
+            };
+            // Within the configured frame limit, so it fits in usize.
+            let len = header.payload_len as usize;
+            let available = self.rx.len().min(len);
+            if available > self.processed {
+                let text = self.is_text(&header);
+                let new = &mut self.rx[self.processed..available];
+                if let Some(key) = header.mask {
+                    apply_mask_at(new, key, self.processed);
+                }
+                if text && self.utf8.feed(new).is_err() {
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                self.processed = available;
+            }
+            if available < len {
+                return Ok(None);
+            }
+            let payload = self.rx.split_to(len).freeze();
+            self.header = None;
+            match self.handle_frame(header, payload) {
+                Ok(Some(message)) => return Ok(Some(message)),
+                Ok(None) => {}
+                Err(error) => return Err(self.fail(error)),
+            }
+        }
+    }
+
+    /// Writes the frames the connection generated itself into `out`: the
+    /// latest pong owed, then a close frame (a reply, or the close of a
+    /// failure). Returns whether anything was written.
+    pub fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
+        let mut wrote = false;
+        if let Some(payload) = self.pending_pong.take() {
+            self.write_frame(OpCode::Pong, &payload, out);
+            wrote = true;
+        }
+        if let Some(frame) = self.pending_close.take() {
+            self.write_close(frame.as_ref(), out);
+            wrote = true;
+        }
+        wrote
+    }
+
+    /// Encodes `message` as one frame into `out`, after any frames the
+    /// connection owes (see [`poll_transmit`](Self::poll_transmit)).
+    /// Sending [`Message::Close`] is [`close`](Self::close).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame has been sent or queued, and
+    /// the checks of [`close`](Self::close) and of control-frame size.
+    pub fn send(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), SendError> {
+        if self.close_sent || self.eof {
+            return Err(SendError::Closed);
+        }
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => (OpCode::Binary, &data[..]),
+            Message::Ping(data) => (OpCode::Ping, &data[..]),
+            Message::Pong(data) => (OpCode::Pong, &data[..]),
+            Message::Close(frame) => return self.close(frame.clone(), out),
+        };
+        // RFC 6455 section 5.5: "All control frames MUST have a payload
+        // length of 125 bytes or less".
+        if opcode.is_control() && payload.len() > 125 {
+            return Err(SendError::ControlFrameTooLong(payload.len()));
+        }
+        self.poll_transmit(out);
+        self.write_frame(opcode, payload, out);
+        Ok(())
+    }
+
+    /// Starts the closing handshake: writes a close frame into `out` and
+    /// moves to [`State::Closing`], where the driver waits for the peer's
+    /// close frame. `None` sends a close frame without a status code.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] if a close frame was already sent or queued;
+    /// [`SendError::InvalidCloseCode`] for a code that may not appear on the
+    /// wire; [`SendError::CloseReasonTooLong`] for a reason over 123 bytes.
+    pub fn close(
+        &mut self,
+        frame: Option<CloseFrame>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        if self.close_sent || self.eof {
+            return Err(SendError::Closed);
+        }
+        if let Some(frame) = &frame {
+            if !frame.code.is_valid_on_wire() {
+                return Err(SendError::InvalidCloseCode(frame.code.0));
+            }
+            if frame.reason.len() > MAX_CLOSE_REASON_LEN {
+                return Err(SendError::CloseReasonTooLong(frame.reason.len()));
+            }
+        }
+        self.poll_transmit(out);
+        self.write_close(frame.as_ref(), out);
+        self.close_sent = true;
+        Ok(())
+    }
+
+    fn is_text(&self, header: &FrameHeader) -> bool {
+        !self.close_sent
+            && (header.opcode == OpCode::Text
+                || (header.opcode == OpCode::Continuation && self.message == Some(OpCode::Text)))
+    }
+
+    /// Checks everything a header alone can break, before any payload is
+    /// buffered.
+    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        // RFC 6455 section 5.2: RSV1-3 "MUST be 0 unless an extension is
+        // negotiated that defines meanings for non-zero values."
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        match (self.role, header.mask.is_some()) {
+            // Section 5.1: "The server MUST close the connection upon
+            // receiving a frame that is not masked."
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            // "A client MUST close a connection if it detects a masked frame."
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let len = header.payload_len;
+        if header.opcode.is_control() {
+            // Section 5.5: "All control frames MUST have a payload length of
+            // 125 bytes or less and MUST NOT be fragmented."
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong(len));
+            }
+            return Ok(());
+        }
+        // Section 5.4: a fragmented message is one frame with FIN clear and
+        // opcode other than 0, then zero or more continuation frames, then a
+        // final continuation frame with FIN set.
+        let continuation = header.opcode == OpCode::Continuation;
+        match (continuation, self.message.is_some()) {
+            (true, false) => return Err(ProtocolError::UnexpectedContinuation),
+            (false, true) => return Err(ProtocolError::ExpectedContinuation),
+            _ => {}
+        }
+        let limit = self.config.max_frame_size;
+        if len > limit as u64 {
+            return Err(ProtocolError::FrameTooLarge { size: len, limit });
+        }
+        let size = if continuation {
+            self.message_len + len
+        } else {
+            len
+        };
+        let limit = self.config.max_message_size;
+        if size > limit as u64 {
+            return Err(ProtocolError::MessageTooLarge { size, limit });
+        }
+        let limit = self.config.max_fragments;
+        if continuation && self.fragment_count >= limit {
+            return Err(ProtocolError::TooManyFragments { limit });
+        }
+        Ok(())
+    }
+
+    fn handle_frame(
+        &mut self,
+        header: FrameHeader,
+        payload: Bytes,
+    ) -> Result<Option<Message>, ProtocolError> {
+        match header.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                let first = header.opcode != OpCode::Continuation;
+                if first {
+                    self.message = Some(header.opcode);
+                    self.message_len = 0;
+                    self.fragment_count = 0;
+                }
+                let kind = self.message.expect("checked by check_header");
+                self.message_len += payload.len() as u64;
+                self.fragment_count += 1;
+                if self.close_sent {
+                    // Section 1.4: after sending a Close frame, data is
+                    // discarded while waiting for the peer's Close.
+                    if header.fin {
+                        self.end_message();
+                    }
+                    return Ok(None);
+                }
+                let data = if header.fin && first {
+                    payload
+                } else {
+                    self.fragments.extend_from_slice(&payload);
+                    if !header.fin {
+                        return Ok(None);
+                    }
+                    self.fragments.split().freeze()
+                };
+                let text = kind == OpCode::Text;
+                self.end_message();
+                if text {
+                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Ok(Some(Message::Text(Utf8Bytes::from_validated(data))))
+                } else {
+                    Ok(Some(Message::Binary(data)))
+                }
+            }
+            OpCode::Ping => {
+                if self.config.auto_pong && !self.close_sent {
+                    // Section 5.5.3: "If an endpoint receives a Ping frame
+                    // and has not yet sent Pong frame(s) in response to
+                    // previous Ping frame(s), the endpoint MAY elect to send
+                    // a Pong frame for only the most recently processed Ping
+                    // frame."
+                    self.pending_pong = Some(payload.clone());
+                }
+                Ok(Some(Message::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(payload))),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(payload)?;
+                if !self.close_sent {
+                    // Section 5.5.1: "If an endpoint receives a Close frame
+                    // and did not previously send a Close frame, the endpoint
+                    // MUST send a Close frame in response. (When sending a
+                    // Close frame in response, the endpoint typically echos
+                    // the status code it received.)"
+                    let code = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    self.pending_close = Some(code);
+                    self.close_sent = true;
+                }
+                self.close_received = Some(frame.clone());
+                Ok(Some(Message::Close(frame)))
+            }
+        }
+    }
+
+    fn end_message(&mut self) {
+        self.message = None;
+        self.message_len = 0;
+        self.fragment_count = 0;
+    }
+
+    /// Section 7.1.7: to _Fail the WebSocket Connection_, "an endpoint MUST
+    /// _Close the WebSocket Connection_, and MAY report the problem to the
+    /// user"; a close frame with the error's code is queued first unless one
+    /// was already sent.
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        self.failed = true;
+        self.pending_pong = None;
+        if !self.close_sent {
+            let mut reason = error.to_string();
+            reason.truncate(MAX_CLOSE_REASON_LEN);
+            self.pending_close = Some(Some(CloseFrame::new(error.close_code(), reason)));
+            self.close_sent = true;
+        }
+        error
+    }
+
+    fn write_close(&mut self, frame: Option<&CloseFrame>, out: &mut BytesMut) {
+        let mut payload = BytesMut::new();
+        if let Some(frame) = frame {
+            frame.encode(&mut payload);
+        }
+        self.write_frame(OpCode::Close, &payload, out);
+        self.pending_pong = None;
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
+        let mask = self.mask_keys.as_mut().map(|keys| keys.next_key());
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        out.reserve(header.encoded_len() + payload.len());
+        header.encode(out);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut out[start..], key);
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state())
+            .field("buffered", &self.rx.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,125 @@
+//! Frame headers (RFC 6455 section 5.2): incremental decoding and encoding.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::error::ProtocolError;
+use crate::opcode::OpCode;
+
+/// The longest possible frame header: 2 fixed bytes, an 8-byte extended
+/// length and a 4-byte masking key.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// The result of an incremental decode: either how many more bytes are needed
+/// before anything can be said, or the decoded value and how many bytes of the
+/// input it used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<T> {
+    /// At least this many more bytes are needed; call again when they arrive.
+    NeedMore(usize),
+    /// A value was decoded from the first `consumed` bytes of the input.
+    Done {
+        /// The decoded value.
+        value: T,
+        /// How many bytes of the input the value took.
+        consumed: usize,
+    },
+}
+
+/// A decoded frame header: everything before the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// FIN: this is the final fragment of a message.
+    pub fin: bool,
+    /// RSV1, RSV2, RSV3 as the low three bits (`0b100` is RSV1).
+    pub rsv: u8,
+    /// What the payload means.
+    pub opcode: OpCode,
+    /// The masking key, present on every client-to-server frame.
+    pub mask: Option<[u8; 4]>,
+    /// The payload length in bytes.
+    pub payload_len: u64,
+}
+
+impl FrameHeader {
+    /// Decodes a header from the start of `buf`.
+    ///
+    /// Never reads past the header and never looks at the payload, so the
+    /// caller can check limits against [`payload_len`](Self::payload_len)
+    /// before buffering any of it.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::ReservedOpcode`] and
+    /// [`ProtocolError::InvalidPayloadLength`]: the two header defects that
+    /// can be seen without knowing the connection's role or state.
+    pub fn decode(buf: &[u8]) -> Result<Decoded<Self>, ProtocolError> {
+        let [b0, b1, ..] = *buf else {
+            return Ok(Decoded::NeedMore(2 - buf.len()));
+        };
+        let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
+        let masked = b1 & 0x80 != 0;
+        let extended = match b1 & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let len = 2 + extended + if masked { 4 } else { 0 };
+        if buf.len() < len {
+            return Ok(Decoded::NeedMore(len - buf.len()));
+        }
+        let payload_len = match extended {
+            2 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
+            8 => {
+                let value = u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes"));
+                // RFC 6455 section 5.2: "the most significant bit MUST be 0".
+                if value >> 63 != 0 {
+                    return Err(ProtocolError::InvalidPayloadLength);
+                }
+                value
+            }
+            _ => u64::from(b1 & 0x7F),
+        };
+        let mask = masked.then(|| buf[len - 4..len].try_into().expect("4 bytes"));
+        Ok(Decoded::Done {
+            value: Self {
+                fin: b0 & 0x80 != 0,
+                rsv: (b0 >> 4) & 0x7,
+                opcode,
+                mask,
+                payload_len,
+            },
+            consumed: len,
+        })
+    }
+
+    /// How many bytes [`encode`](Self::encode) writes.
+    pub fn encoded_len(&self) -> usize {
+        let extended = match self.payload_len {
+            0..=125 => 0,
+            126..=0xFFFF => 2,
+            _ => 8,
+        };
+        2 + extended + if self.mask.is_some() { 4 } else { 0 }
+    }
+
+    /// Appends the header to `out`, using the shortest length encoding.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(self.encoded_len());
+        out.put_u8(u8::from(self.fin) << 7 | (self.rsv & 0x7) << 4 | self.opcode.as_u8());
+        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
+        match self.payload_len {
+            len @ 0..=125 => out.put_u8(mask_bit | len as u8),
+            len @ 126..=0xFFFF => {
+                out.put_u8(mask_bit | 126);
+                out.put_u16(len as u16);
+            }
+            len => {
+                out.put_u8(mask_bit | 127);
+                out.put_u64(len);
+            }
+        }
+        if let Some(key) = self.mask {
+            out.put_slice(&key);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The Tokio WebSocket server: `serve(handler, addr)` over the `ws-proto` core.

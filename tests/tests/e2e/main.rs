@@ -1,0 +1,4 @@
+//! End-to-end tests over loopback against tokio-tungstenite, an
+//! independent implementation of RFC 6455.
+
+mod proto_interop;
