@@ -1,1 +1,51 @@
-//! The Tokio WebSocket server: `serve(handler, addr)` over the `ws-proto` core.
+//! The Tokio WebSocket server.
+//!
+//! `serve(handler, addr)` accepts connections, runs the opening handshake,
+//! and calls `handler` with one [`WebSocket`] per connection. The echo
+//! server is a few lines:
+//!
+//! ```no_run
+//! use futures_util::{SinkExt, StreamExt};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     ws_server::serve(
+//!         |mut ws: ws_server::WebSocket| async move {
+//!             while let Some(Ok(message)) = ws.next().await {
+//!                 if ws.send(message).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         },
+//!         "127.0.0.1:9001",
+//!     )
+//!     .await
+//! }
+//! ```
+//!
+//! Each connection is one task in which the handler runs beside a driver
+//! that owns the socket and the `ws-proto` core. The driver answers pings,
+//! runs the keepalive, completes the closing handshake and enforces the
+//! timeouts whatever the handler is doing, and gathers every message the
+//! handler queued while it was busy into one write.
+//!
+//! [`Server::builder`] sets the rest: limits, timeouts, keepalive, origin
+//! allow-list, subprotocols, a handshake hook for authentication and
+//! routing, a health-check path, the connection cap, backpressure.
+
+mod driver;
+mod error;
+mod server;
+mod websocket;
+
+pub use error::Error;
+pub use server::{
+    Accept, HandshakeRequest, HandshakeResult, Listen, Serve, Server, ServerBuilder, serve,
+};
+pub use websocket::{WebSocket, WebSocketReceiver, WebSocketSender};
+/// The sans-I/O core, whose types ([`Message`](ws_proto::Message),
+/// [`CloseCode`](ws_proto::CloseCode), ...) appear in this API.
+pub use ws_proto as proto;
+/// The `http` crate, whose types appear in this API.
+pub use ws_proto::http;
+pub use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};

@@ -1,0 +1,645 @@
+//! The server: accept loop, opening handshake, connection limits, graceful
+//! shutdown.
+
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+use tracing::Instrument;
+use ws_proto::{
+    Config, Connection, Decoded, Rejection, RequestError, RequestLimits, RequestParser, Role,
+    validate_request, write_accept,
+};
+
+use crate::driver::{Channels, Timers, drive};
+use crate::websocket::{Info, WebSocket, new_websocket};
+
+/// Accepts or rejects an upgrade request; see [`ServerBuilder::on_handshake`].
+pub type HandshakeResult = Result<Accept, Rejection>;
+
+type Hook = Arc<
+    dyn Fn(HandshakeRequest) -> Pin<Box<dyn Future<Output = HandshakeResult> + Send>> + Send + Sync,
+>;
+
+/// The upgrade request as the handshake hook sees it.
+#[derive(Debug, Clone)]
+pub struct HandshakeRequest {
+    request: Request<()>,
+    peer: SocketAddr,
+    protocols: Vec<String>,
+}
+
+impl HandshakeRequest {
+    /// The request: method, URI, headers.
+    pub fn request(&self) -> &Request<()> {
+        &self.request
+    }
+
+    /// The request path, such as `/chat`.
+    pub fn path(&self) -> &str {
+        self.request.uri().path()
+    }
+
+    /// The query string, without the `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.request.uri().query()
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.request.headers()
+    }
+
+    /// The value of the cookie `name`, from the `Cookie` headers.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn protocols(&self) -> &[String] {
+        &self.protocols
+    }
+}
+
+/// How the handshake hook accepts a request: optionally a subprotocol (one
+/// the client offered) and extra response headers.
+#[derive(Debug, Clone, Default)]
+pub struct Accept {
+    protocol: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Accept {
+    /// Accepts with no subprotocol of the hook's choosing (the server's
+    /// configured list still applies) and no extra headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Chooses this subprotocol.
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocol = Some(protocol.into());
+        self
+    }
+
+    /// Adds a response header, such as `Set-Cookie`.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+}
+
+/// Where a server listens: an address to bind, or a listener bound already
+/// (which is how a test learns the port it got for port 0).
+pub trait Listen: Send + 'static {
+    /// Binds, if not bound yet.
+    fn listen(self) -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>>;
+}
+
+impl Listen for TcpListener {
+    fn listen(self) -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> {
+        Box::pin(async move { Ok(self) })
+    }
+}
+
+impl Listen for SocketAddr {
+    fn listen(self) -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> {
+        Box::pin(TcpListener::bind(self))
+    }
+}
+
+impl Listen for &'static str {
+    fn listen(self) -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> {
+        Box::pin(TcpListener::bind(self))
+    }
+}
+
+impl Listen for String {
+    fn listen(self) -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> {
+        Box::pin(async move { TcpListener::bind(self).await })
+    }
+}
+
+/// The server's settings; start with [`Server::builder`].
+#[derive(Clone)]
+pub struct ServerBuilder {
+    config: Config,
+    request_limits: RequestLimits,
+    handshake_timeout: Duration,
+    close_timeout: Duration,
+    shutdown_timeout: Duration,
+    ping_interval: Option<Duration>,
+    ping_timeout: Option<Duration>,
+    max_connections: usize,
+    write_high_water: usize,
+    incoming_queue: usize,
+    allowed_origins: Option<Vec<String>>,
+    protocols: Vec<String>,
+    health_check: Option<String>,
+    hook: Option<Hook>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The namespace of [`Server::builder`].
+#[derive(Debug)]
+pub struct Server(());
+
+impl Server {
+    /// A builder with the documented defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: Config::default(),
+            request_limits: RequestLimits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(20)),
+            ping_timeout: Some(Duration::from_secs(20)),
+            max_connections: 10_000,
+            write_high_water: 1 << 20,
+            incoming_queue: 16,
+            allowed_origins: None,
+            protocols: Vec::new(),
+            health_check: None,
+            hook: None,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Frame and message limits; default [`Config::default`] (16 MiB).
+    /// [`Config::public_server`] is the 1 MiB profile for public servers.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Caps on the upgrade request; default [`RequestLimits::default`].
+    pub fn request_limits(mut self, limits: RequestLimits) -> Self {
+        self.request_limits = limits;
+        self
+    }
+
+    /// How long a client has to complete the opening handshake, from accept
+    /// to the end of its request; default 10 s. A client that trickles its
+    /// request byte by byte is dropped when it expires.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the peer's close frame after sending ours;
+    /// default 10 s. Incoming traffic does not extend it.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// How long graceful shutdown waits for connections to close after
+    /// sending them 1001; default 10 s. Then they are dropped.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Keepalive: send a ping this often; default 20 s; `None` disables.
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Keepalive: fail a connection whose pong has not come this long after
+    /// the ping (close code 1011); default 20 s; `None` waits forever.
+    pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// The most connections open at once, handshakes included; default
+    /// 10 000. Past it, a new connection is answered 503 and closed.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// The most outgoing bytes queued per connection before `send().await`
+    /// waits and `try_send` reports [`Error::Full`](crate::Error::Full);
+    /// default 1 MiB.
+    pub fn write_high_water(mut self, bytes: usize) -> Self {
+        self.write_high_water = bytes.max(1);
+        self
+    }
+
+    /// The most received messages queued for the handler; default 16. When
+    /// full, the server stops reading from that client.
+    pub fn incoming_queue(mut self, messages: usize) -> Self {
+        self.incoming_queue = messages.max(1);
+        self
+    }
+
+    /// Only accept browsers from these origins (exact match on the `Origin`
+    /// header, such as `https://example.com`); others get 403. Requests
+    /// without `Origin` (non-browser clients) are accepted. Default: any.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Subprotocols the server speaks, most preferred first: the first of
+    /// them that the client offered is chosen. Default: none.
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Answers a plain HTTP GET on `path` with `200 OK`, for load
+    /// balancers. Other plain HTTP requests get 426 Upgrade Required.
+    pub fn health_check(mut self, path: impl Into<String>) -> Self {
+        self.health_check = Some(path.into());
+        self
+    }
+
+    /// A hook that sees every valid upgrade request (path, query, headers,
+    /// cookies, peer) before the server answers it, and accepts it
+    /// (optionally choosing a subprotocol and adding headers) or rejects it
+    /// with a status, headers and body: authentication (401, 403) and
+    /// routing by path.
+    ///
+    /// ```no_run
+    /// use ws_server::{Accept, Server, http::StatusCode};
+    /// use ws_server::proto::Rejection;
+    ///
+    /// let builder = Server::builder().on_handshake(|request| async move {
+    ///     match request.headers().get("authorization") {
+    ///         Some(token) if token == "Bearer secret" => Ok(Accept::new()),
+    ///         _ => Err(Rejection::new(StatusCode::UNAUTHORIZED).body("token required")),
+    ///     }
+    /// });
+    /// ```
+    pub fn on_handshake<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(HandshakeRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandshakeResult> + Send + 'static,
+    {
+        self.hook = Some(Arc::new(move |request| Box::pin(hook(request))));
+        self
+    }
+
+    /// Serves `handler` on `addr`: every accepted WebSocket is handed to its
+    /// own call of `handler`, and the connection closes (1000) when the
+    /// handler returns and has dropped the socket.
+    ///
+    /// The returned [`Serve`] runs when awaited.
+    pub fn serve<H, F>(self, handler: H, addr: impl Listen) -> Serve
+    where
+        H: Fn(WebSocket) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |ws| Box::pin(handler(ws)));
+        Serve {
+            builder: self,
+            handler,
+            listen: Box::new(move || addr.listen()),
+            signal: None,
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(WebSocket) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+type ListenFn =
+    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> + Send>;
+
+/// Serves `handler` on `addr` with the default settings: the shortcut for
+/// `Server::builder().serve(handler, addr)`.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use futures_util::{SinkExt, StreamExt};
+///
+/// ws_server::serve(
+///     |mut ws: ws_server::WebSocket| async move {
+///         while let Some(Ok(message)) = ws.next().await {
+///             if ws.send(message).await.is_err() {
+///                 break;
+///             }
+///         }
+///     },
+///     "127.0.0.1:9001",
+/// )
+/// .await
+/// # }
+/// ```
+pub fn serve<H, F>(handler: H, addr: impl Listen) -> Serve
+where
+    H: Fn(WebSocket) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    Server::builder().serve(handler, addr)
+}
+
+/// A server ready to run: await it, or first add
+/// [`with_graceful_shutdown`](Self::with_graceful_shutdown).
+#[must_use = "a server does nothing until awaited"]
+pub struct Serve {
+    builder: ServerBuilder,
+    handler: Handler,
+    listen: ListenFn,
+    signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("builder", &self.builder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serve {
+    /// Shuts down gracefully when `signal` completes: stops accepting, sends
+    /// 1001 Going Away to every open connection, waits up to the shutdown
+    /// timeout for their closing handshakes, then drops what is left.
+    pub fn with_graceful_shutdown(
+        mut self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        self.signal = Some(Box::pin(signal));
+        self
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(run(self))
+    }
+}
+
+struct Shared {
+    builder: ServerBuilder,
+    handler: Handler,
+}
+
+async fn run(serve: Serve) -> io::Result<()> {
+    let listener = (serve.listen)().await?;
+    let shared = Arc::new(Shared {
+        builder: serve.builder,
+        handler: serve.handler,
+    });
+    let mut signal = serve
+        .signal
+        .unwrap_or_else(|| Box::pin(std::future::pending()));
+    let slots = Arc::new(Semaphore::new(shared.builder.max_connections));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tracing::info!(addr = ?listener.local_addr().ok(), "serving");
+
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            Some(joined) = tasks.join_next() => {
+                if let Err(error) = joined
+                    && error.is_panic()
+                {
+                    tracing::error!(%error, "connection task panicked");
+                }
+            }
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off
+                        // rather than spin, and keep serving.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many connections: 503");
+                    tasks.spawn(reject_busy(stream));
+                    continue;
+                };
+                let shared = shared.clone();
+                let shutdown = shutdown_rx.clone();
+                let span = tracing::debug_span!("ws", %peer, path = tracing::field::Empty);
+                tasks.spawn(
+                    async move {
+                        connection(stream, peer, &shared, shutdown).await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+
+    drop(listener);
+    tracing::info!(open = tasks.len(), "shutting down");
+    let _ = shutdown_tx.send(true);
+    let deadline = shared.builder.shutdown_timeout;
+    let drained = timeout(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(left = tasks.len(), "shutdown timeout: dropping connections");
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Answers a connection over the limit with 503 and closes it.
+async fn reject_busy(mut stream: TcpStream) {
+    let mut out = BytesMut::new();
+    Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
+        .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .body("too many connections\n")
+        .write(&mut out);
+    let _ = timeout(Duration::from_secs(1), async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: watch::Receiver<bool>,
+) {
+    let builder = &shared.builder;
+    let _ = stream.set_nodelay(true);
+    let outcome = timeout(
+        builder.handshake_timeout,
+        handshake(&mut stream, peer, builder),
+    )
+    .await;
+    let (info, leftover) = match outcome {
+        Ok(Ok(Some(accepted))) => accepted,
+        Ok(Ok(None)) => return,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("handshake timed out");
+            return;
+        }
+    };
+    tracing::Span::current().record("path", info.request.uri().path());
+    tracing::debug!(protocol = ?info.protocol, "handshake complete");
+
+    let mut conn = Connection::new(Role::Server, builder.config.clone());
+    conn.handle_bytes(&leftover);
+    let (incoming_tx, incoming_rx) = mpsc::channel(builder.incoming_queue);
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(builder.write_high_water));
+    let ws = new_websocket(
+        incoming_rx,
+        commands_tx,
+        budget.clone(),
+        builder.write_high_water,
+        info,
+    );
+    let channels = Channels {
+        commands: commands_rx,
+        incoming: incoming_tx,
+        budget,
+    };
+    let timers = Timers {
+        ping_interval: builder.ping_interval,
+        ping_timeout: builder.ping_timeout,
+        close_timeout: builder.close_timeout,
+    };
+    tokio::join!(
+        drive(stream, conn, channels, timers, shutdown),
+        (shared.handler)(ws)
+    );
+}
+
+/// Reads and answers the upgrade request. `Ok(None)`: answered with an
+/// HTTP response (a rejection or the health check), nothing more to do.
+async fn handshake(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    builder: &ServerBuilder,
+) -> io::Result<Option<(Info, BytesMut)>> {
+    let mut parser = RequestParser::new(builder.request_limits.clone());
+    let mut buf = BytesMut::with_capacity(1024);
+    let (request, consumed) = loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(None);
+        }
+        match parser.parse(&buf) {
+            Ok(Decoded::NeedMore(_)) => {}
+            Ok(Decoded::Done { value, consumed }) => break (value, consumed),
+            Err(error) => return reject(stream, error.rejection()).await,
+        }
+    };
+    let leftover = buf.split_off(consumed);
+    tracing::debug!(method = %request.method(), uri = %request.uri(), "upgrade request");
+
+    let upgrade = match validate_request(&request) {
+        Ok(upgrade) => upgrade,
+        Err(RequestError::NotUpgrade)
+            if builder.health_check.as_deref() == Some(request.uri().path())
+                && request.method() == http::Method::GET =>
+        {
+            return reject(stream, Rejection::new(StatusCode::OK).body("OK\n")).await;
+        }
+        Err(error) => return reject(stream, error.rejection()).await,
+    };
+    // RFC 6455 section 10.2: servers that are not intended to process input
+    // from any web page "SHOULD verify the |Origin| field".
+    if let (Some(allowed), Some(origin)) = (
+        &builder.allowed_origins,
+        request.headers().get(header::ORIGIN),
+    ) && !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes())
+    {
+        let rejection = Rejection::new(StatusCode::FORBIDDEN).body("origin not allowed\n");
+        return reject(stream, rejection).await;
+    }
+
+    let mut accept = Accept::default();
+    if let Some(hook) = &builder.hook {
+        let view = HandshakeRequest {
+            request: request.clone(),
+            peer,
+            protocols: upgrade.protocols().to_vec(),
+        };
+        match hook(view).await {
+            Ok(chosen) => accept = chosen,
+            Err(rejection) => return reject(stream, rejection).await,
+        }
+    }
+    let protocol = accept.protocol.or_else(|| {
+        builder
+            .protocols
+            .iter()
+            .find(|p| upgrade.protocols().contains(p))
+            .cloned()
+    });
+    let mut out = BytesMut::new();
+    write_accept(&upgrade, protocol.as_deref(), &accept.headers, &mut out);
+    stream.write_all(&out).await?;
+    let info = Info {
+        request,
+        peer: Some(peer),
+        protocol,
+    };
+    Ok(Some((info, leftover)))
+}
+
+async fn reject<T>(stream: &mut TcpStream, rejection: Rejection) -> io::Result<Option<T>> {
+    tracing::debug!(status = %rejection.status, "handshake rejected");
+    let mut out = BytesMut::new();
+    rejection.write(&mut out);
+    stream.write_all(&out).await?;
+    stream.shutdown().await?;
+    Ok(None)
+}

@@ -1,0 +1,416 @@
+//! The application's side of a connection: [`WebSocket`] and its halves.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::{Sink, Stream};
+use http::{HeaderMap, Request};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
+
+use crate::error::Error;
+
+/// What the handshake established, shared by both halves.
+#[derive(Debug)]
+pub(crate) struct Info {
+    pub(crate) request: Request<()>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) protocol: Option<String>,
+}
+
+/// A command from the application to the connection's driver.
+pub(crate) enum Command {
+    Send(Message, Option<OwnedSemaphorePermit>),
+    Close(Option<CloseFrame>),
+}
+
+/// An open WebSocket connection.
+///
+/// Receive with [`recv`](Self::recv) or as a [`Stream`] of text and binary
+/// messages; send with [`send`](Self::send), the shortcuts, or as a
+/// [`Sink`]. Pings are answered and the closing handshake is completed by
+/// the connection's driver, whether or not the application is reading.
+///
+/// [`split`](Self::split) gives a receiver and a cloneable sender for use in
+/// separate tasks; neither takes a lock to send or receive.
+#[derive(Debug)]
+pub struct WebSocket {
+    receiver: WebSocketReceiver,
+    sender: WebSocketSender,
+}
+
+/// The receiving half of a [`WebSocket`].
+#[derive(Debug)]
+pub struct WebSocketReceiver {
+    incoming: mpsc::Receiver<Result<Message, Error>>,
+    info: Arc<Info>,
+}
+
+/// The sending half of a [`WebSocket`]. Clones send on the same connection;
+/// the connection closes with 1000 once every sender and the receiver are
+/// dropped.
+pub struct WebSocketSender {
+    commands: mpsc::UnboundedSender<Command>,
+    budget: Arc<Semaphore>,
+    high_water: usize,
+    info: Arc<Info>,
+    /// `Sink::poll_ready` waits for one unit of budget and keeps it here for
+    /// the next `start_send`.
+    reserved: Option<OwnedSemaphorePermit>,
+    acquiring: Option<Acquire>,
+}
+
+type Acquire =
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
+
+impl Clone for WebSocketSender {
+    fn clone(&self) -> Self {
+        Self {
+            commands: self.commands.clone(),
+            budget: self.budget.clone(),
+            high_water: self.high_water,
+            info: self.info.clone(),
+            reserved: None,
+            acquiring: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WebSocketSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketSender")
+            .field(
+                "queued_bytes",
+                &(self.high_water - self.budget.available_permits()),
+            )
+            .field("high_water", &self.high_water)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn new_websocket(
+    incoming: mpsc::Receiver<Result<Message, Error>>,
+    commands: mpsc::UnboundedSender<Command>,
+    budget: Arc<Semaphore>,
+    high_water: usize,
+    info: Info,
+) -> WebSocket {
+    let info = Arc::new(info);
+    WebSocket {
+        receiver: WebSocketReceiver {
+            incoming,
+            info: info.clone(),
+        },
+        sender: WebSocketSender {
+            commands,
+            budget,
+            high_water,
+            info,
+            reserved: None,
+            acquiring: None,
+        },
+    }
+}
+
+macro_rules! request_accessors {
+    () => {
+        /// The upgrade request: method, URI, headers.
+        pub fn request(&self) -> &Request<()> {
+            &self.info().request
+        }
+
+        /// The request path, such as `/chat`.
+        pub fn path(&self) -> &str {
+            self.info().request.uri().path()
+        }
+
+        /// The request query, without the `?`.
+        pub fn query(&self) -> Option<&str> {
+            self.info().request.uri().query()
+        }
+
+        /// The request headers.
+        pub fn headers(&self) -> &HeaderMap {
+            self.info().request.headers()
+        }
+
+        /// The peer's address, when the transport has one.
+        pub fn peer_addr(&self) -> Option<SocketAddr> {
+            self.info().peer
+        }
+
+        /// The subprotocol chosen during the handshake.
+        pub fn protocol(&self) -> Option<&str> {
+            self.info().protocol.as_deref()
+        }
+    };
+}
+
+impl WebSocket {
+    request_accessors!();
+
+    fn info(&self) -> &Info {
+        &self.receiver.info
+    }
+
+    /// The next text or binary message; `None` once the connection has
+    /// closed cleanly. An `Err` reports why it did not close cleanly, and is
+    /// followed by `None`.
+    ///
+    /// Cancel-safe: used in `tokio::select!`, a message is never lost.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        self.receiver.recv().await
+    }
+
+    /// Sends a message, waiting while the outgoing queue is at its
+    /// high-water mark.
+    ///
+    /// Cancel-safe: when cancelled, the message was either queued whole or
+    /// not at all.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.sender.send(message).await
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Error> {
+        self.sender.send(Message::Text(text.into())).await
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_binary(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
+        self.sender.send(Message::Binary(data.into())).await
+    }
+
+    /// Starts the closing handshake with `code` and `reason`, then waits
+    /// until the connection has closed (the peer's close frame arrived, or
+    /// the close timeout expired). Messages still arriving are discarded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] for a code that may not be sent or a reason
+    /// over 123 bytes; [`Error::Closed`] if the connection was already
+    /// closed.
+    pub async fn close(mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.sender.close(code, reason)?;
+        while self.receiver.recv().await.is_some() {}
+        Ok(())
+    }
+
+    /// Splits into a receiver and a sender for use in two tasks.
+    pub fn split(self) -> (WebSocketReceiver, WebSocketSender) {
+        (self.receiver, self.sender)
+    }
+}
+
+impl WebSocketReceiver {
+    request_accessors!();
+
+    fn info(&self) -> &Info {
+        &self.info
+    }
+
+    /// As [`WebSocket::recv`]. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        self.incoming.recv().await
+    }
+}
+
+impl WebSocketSender {
+    request_accessors!();
+
+    fn info(&self) -> &Info {
+        &self.info
+    }
+
+    /// The permits a message of `len` bytes takes from the budget: its
+    /// length, at least 1, at most the whole budget.
+    fn cost(&self, len: usize) -> u32 {
+        len.clamp(1, self.high_water).min(u32::MAX as usize) as u32
+    }
+
+    /// As [`WebSocket::send`]. Cancel-safe.
+    ///
+    /// The returned future owns what it needs, so it does not borrow the
+    /// sender.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    pub fn send(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let message = message.into();
+        let cost = self.cost(payload_len(&message));
+        let budget = self.budget.clone();
+        let commands = self.commands.clone();
+        async move {
+            let permit = budget
+                .acquire_many_owned(cost)
+                .await
+                .map_err(|_| Error::Closed(None))?;
+            queue(&commands, message, Some(permit))
+        }
+    }
+
+    /// Sends without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] when the outgoing queue is at its high-water mark;
+    /// [`Error::Closed`] once the connection is closing or closed.
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        let permit = match self
+            .budget
+            .clone()
+            .try_acquire_many_owned(self.cost(payload_len(&message)))
+        {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(Error::Full),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed(None)),
+        };
+        self.queue(message, Some(permit))
+    }
+
+    /// Starts the closing handshake without waiting for it to finish.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::close`].
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if !code.is_valid_on_wire() {
+            return Err(ws_proto::SendError::InvalidCloseCode(code.0).into());
+        }
+        if reason.len() > ws_proto::MAX_CLOSE_REASON_LEN {
+            return Err(ws_proto::SendError::CloseReasonTooLong(reason.len()).into());
+        }
+        let frame = CloseFrame::new(code, reason);
+        self.commands
+            .send(Command::Close(Some(frame)))
+            .map_err(|_| Error::Closed(None))
+    }
+
+    fn queue(&self, message: Message, permit: Option<OwnedSemaphorePermit>) -> Result<(), Error> {
+        queue(&self.commands, message, permit)
+    }
+}
+
+fn queue(
+    commands: &mpsc::UnboundedSender<Command>,
+    message: Message,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<(), Error> {
+    if let Message::Ping(data) | Message::Pong(data) = &message
+        && data.len() > 125
+    {
+        return Err(ws_proto::SendError::ControlFrameTooLong(data.len()).into());
+    }
+    let command = match message {
+        Message::Close(frame) => Command::Close(frame),
+        message => Command::Send(message, permit),
+    };
+    commands.send(command).map_err(|_| Error::Closed(None))
+}
+
+fn payload_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
+        Message::Close(_) => 0,
+    }
+}
+
+impl Stream for WebSocketReceiver {
+    type Item = Result<Message, Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.incoming.poll_recv(cx)
+    }
+}
+
+impl Stream for WebSocket {
+    type Item = Result<Message, Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.receiver).poll_next(cx)
+    }
+}
+
+impl Sink<Message> for WebSocketSender {
+    type Error = Error;
+
+    /// Waits while the outgoing queue is at its high-water mark.
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.reserved.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let budget = self.budget.clone();
+        let acquiring = self
+            .acquiring
+            .get_or_insert_with(|| Box::pin(budget.acquire_many_owned(1)));
+        let result = std::task::ready!(acquiring.as_mut().poll(cx));
+        self.acquiring = None;
+        match result {
+            Ok(permit) => {
+                self.reserved = Some(permit);
+                Poll::Ready(Ok(()))
+            }
+            Err(_) => Poll::Ready(Err(Error::Closed(None))),
+        }
+    }
+
+    /// Queues the message with the unit of budget `poll_ready` reserved,
+    /// plus as much of the rest of its size as is free: the queue may pass
+    /// its high-water mark by at most one message.
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let mut permit = self.reserved.take();
+        let rest = self.cost(payload_len(&message)).saturating_sub(1);
+        if rest > 0
+            && let Ok(more) = self.budget.clone().try_acquire_many_owned(rest)
+        {
+            match &mut permit {
+                Some(permit) => permit.merge(more),
+                None => permit = Some(more),
+            }
+        }
+        self.queue(message, permit)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let _ = self.commands.send(Command::Close(None));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Sink<Message> for WebSocket {
+    type Error = Error;
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.sender).poll_ready(cx)
+    }
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        Pin::new(&mut self.sender).start_send(message)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.sender).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.sender).poll_close(cx)
+    }
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite against this project and compares the results
+# with the expected results checked in under autobahn/.
+#
+#   scripts/autobahn.sh server     wstest's fuzzing client against echo_server
+#
+# The suite runs only on Python 2.7, which Debian 12 no longer ships. The
+# script installs it, once, into .tools/autobahn from Debian 11's packages
+# (unpacked into a private prefix with a private apt state; the system's apt
+# sources are not touched), then installs autobahntestsuite with its pip.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+mode="${1:-server}"
+tools="$root/.tools/autobahn"
+prefix="$tools/py27"
+py="$prefix/usr/bin/python2.7"
+
+py27_env() {
+    export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export PYTHONHOME="$prefix/usr"
+    unset PIP_FIND_LINKS
+}
+
+install_suite() {
+    if [ -x "$tools/bin/wstest" ]; then
+        return
+    fi
+    echo "installing Python 2.7 and autobahntestsuite into $tools"
+    local apt_dir="$tools/apt"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$tools/debs" "$tools/wheels"
+    echo "deb http://deb.debian.org/debian bullseye main" >"$apt_dir/sources.list"
+    local apt_opts=(
+        -o "Dir::Etc::SourceList=$apt_dir/sources.list"
+        -o "Dir::Etc::SourceParts=/dev/null"
+        -o "Dir::State::Lists=$apt_dir/lists"
+        -o "Dir::Cache=$apt_dir/cache"
+        -o "Debug::NoLocking=1"
+    )
+    apt-get "${apt_opts[@]}" update -qq
+    (cd "$tools/debs" && apt-get "${apt_opts[@]}" download \
+        python2.7 python2.7-minimal libpython2.7 libpython2.7-minimal \
+        libpython2.7-stdlib libpython2.7-dev python2.7-dev libssl1.1 libffi7)
+    for deb in "$tools/debs"/*.deb; do
+        dpkg -x "$deb" "$prefix"
+    done
+    python3 -m pip download --quiet --no-deps -d "$tools/wheels" \
+        pip==20.3.4 setuptools==44.1.1 wheel==0.37.1
+    py27_env
+    # Debian's Python looks in dist-packages; pip installs into
+    # site-packages. A .pth file joins them.
+    local dist="$prefix/usr/lib/python2.7/dist-packages"
+    local site="$prefix/usr/lib/python2.7/site-packages"
+    mkdir -p "$dist" "$site"
+    echo "import site; site.addsitedir('$site')" >"$dist/autobahn-site.pth"
+    "$py" "$tools/wheels/pip-20.3.4-py2.py3-none-any.whl/pip" install --quiet \
+        --no-index --find-links "$tools/wheels" --prefix "$prefix/usr" \
+        pip==20.3.4 setuptools==44.1.1 wheel==0.37.1
+    CFLAGS="-I$prefix/usr/include -I$prefix/usr/include/python2.7 -I$prefix/usr/include/x86_64-linux-gnu/python2.7" \
+        "$py" -m pip install --quiet --no-warn-script-location --prefix "$prefix/usr" autobahntestsuite
+    mkdir -p "$tools/bin"
+    cat >"$tools/bin/wstest" <<WRAP
+#!/usr/bin/env bash
+export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu"
+export PYTHONHOME="$prefix/usr"
+exec "$py" "$prefix/usr/bin/wstest" "\$@"
+WRAP
+    chmod +x "$tools/bin/wstest"
+}
+
+run_server_suite() {
+    local port=9001
+    local reports="$root/reports/server"
+    rm -rf "$reports"
+    mkdir -p "$reports"
+    cargo build --release --example echo_server --quiet
+    "$root/target/release/examples/echo_server" "127.0.0.1:$port" &
+    local server=$!
+    trap 'kill $server 2>/dev/null || true' EXIT
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    cat >"$reports/spec.json" <<SPEC
+{
+  "outdir": "$reports",
+  "servers": [{"agent": "ws-server", "url": "ws://127.0.0.1:$port"}],
+  "cases": ["*"],
+  "exclude-cases": ["12.*", "13.*"],
+  "exclude-agent-cases": {}
+}
+SPEC
+    (cd "$reports" && timeout 1200 "$tools/bin/wstest" -m fuzzingclient -s spec.json >wstest.log 2>&1) || {
+        tail -20 "$reports/wstest.log"
+        echo "wstest failed" >&2
+        exit 1
+    }
+    kill "$server" 2>/dev/null || true
+    python3 "$root/scripts/autobahn_check.py" "$reports/index.json" "$root/autobahn/expected-server.json" ws-server
+}
+
+install_suite
+case "$mode" in
+    server) run_server_suite ;;
+    *) echo "usage: $0 server" >&2; exit 2 ;;
+esac
