@@ -43,8 +43,8 @@ pub use server::{
     Accept, HandshakeRequest, HandshakeResult, Listen, Serve, Server, ServerBuilder, serve,
 };
 pub use websocket::{WebSocket, WebSocketReceiver, WebSocketSender};
-/// The sans-I/O core, whose types ([`Message`](ws_proto::Message),
-/// [`CloseCode`](ws_proto::CloseCode), ...) appear in this API.
+/// The sans-I/O core, whose types ([`Message`],
+/// [`CloseCode`], ...) appear in this API.
 pub use ws_proto as proto;
 /// The `http` crate, whose types appear in this API.
 pub use ws_proto::http;

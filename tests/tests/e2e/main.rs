@@ -2,3 +2,4 @@
 //! independent implementation of RFC 6455.
 
 mod proto_interop;
+mod server;

@@ -1,0 +1,419 @@
+//! ws-server over real sockets on 127.0.0.1, port 0, with tokio-tungstenite
+//! as the client (and raw TCP where a test needs a misbehaving client).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::{self, Message as TMessage};
+use ws_server::http::StatusCode;
+use ws_server::proto::Rejection;
+use ws_server::{Accept, CloseCode, Error, Message, Server, ServerBuilder, WebSocket};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Starts a server on a free port; it stops when the returned sender is
+/// dropped or fired.
+async fn start<H, F>(builder: ServerBuilder, handler: H) -> (SocketAddr, oneshot::Sender<()>)
+where
+    H: Fn(WebSocket) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serve = builder
+        .serve(handler, listener)
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+    tokio::spawn(serve.into_future());
+    (addr, stop)
+}
+
+async fn echo(mut ws: WebSocket) {
+    while let Some(Ok(message)) = ws.next().await {
+        if ws.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn quiet() -> ServerBuilder {
+    Server::builder().ping_interval(None)
+}
+
+/// Sends a raw request and returns the response head.
+async fn raw_request(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    timeout(LIMIT, stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn upgrade_request(extra: &str) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+#[tokio::test]
+async fn echo_text_binary_large_and_fragmented() {
+    let (addr, _stop) = start(quiet(), echo).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/any/path"))
+        .await
+        .unwrap();
+    let large = vec![0xABu8; 16 << 20];
+    let messages = [
+        TMessage::text("hello"),
+        TMessage::binary(vec![1, 2, 3]),
+        TMessage::text(""),
+        TMessage::binary(large),
+    ];
+    timeout(LIMIT, async {
+        for message in messages {
+            ws.send(message.clone()).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), message);
+        }
+        use tungstenite::protocol::frame::{
+            Frame,
+            coding::{Data, OpCode},
+        };
+        for (opcode, fin, part) in [
+            (OpCode::Data(Data::Text), false, "frag"),
+            (OpCode::Data(Data::Continue), false, "men"),
+            (OpCode::Data(Data::Continue), true, "ted"),
+        ] {
+            let frame = Frame::message(part.as_bytes().to_vec(), opcode, fin);
+            ws.send(TMessage::Frame(frame)).await.unwrap();
+        }
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            TMessage::text("fragmented")
+        );
+        ws.close(None).await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn handshake_rejections_have_the_right_status() {
+    let builder = quiet()
+        .allowed_origins(["https://good.example"])
+        .on_handshake(|request| async move {
+            if request.path() == "/private" {
+                Err(Rejection::new(StatusCode::UNAUTHORIZED).body("token required"))
+            } else {
+                Ok(Accept::new())
+            }
+        })
+        .health_check("/healthz");
+    let (addr, _stop) = start(builder, echo).await;
+
+    let missing_key =
+        upgrade_request("").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    assert!(
+        raw_request(addr, &missing_key)
+            .await
+            .starts_with("HTTP/1.1 400 ")
+    );
+
+    let version_12 = upgrade_request("").replace("Version: 13", "Version: 12");
+    let response = raw_request(addr, &version_12).await;
+    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
+    assert!(
+        response.contains("sec-websocket-version: 13\r\n"),
+        "{response}"
+    );
+
+    let bad_origin = upgrade_request("Origin: https://evil.example\r\n");
+    assert!(
+        raw_request(addr, &bad_origin)
+            .await
+            .starts_with("HTTP/1.1 403 ")
+    );
+    let good_origin = upgrade_request("Origin: https://good.example\r\n");
+    // A 101 is followed by an open connection: read only the head.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(good_origin.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+
+    let private = upgrade_request("").replace("GET / ", "GET /private ");
+    let response = raw_request(addr, &private).await;
+    assert!(response.starts_with("HTTP/1.1 401 "), "{response}");
+    assert!(response.ends_with("token required"), "{response}");
+
+    // tokio-tungstenite sees the hook's status too.
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/private")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+
+    let plain = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert!(raw_request(addr, plain).await.starts_with("HTTP/1.1 426 "));
+    let health = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert!(raw_request(addr, health).await.starts_with("HTTP/1.1 200 "));
+}
+
+#[tokio::test]
+async fn subprotocol_is_chosen_from_the_configured_list() {
+    let (addr, _stop) = start(
+        quiet().protocols(["v2", "v1"]),
+        |mut ws: WebSocket| async move {
+            let protocol = ws.protocol().unwrap_or("none").to_owned();
+            let _ = ws.send_text(protocol).await;
+            echo(ws).await;
+        },
+    )
+    .await;
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/"))
+            .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "v1, v2".parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "v2");
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("v2"));
+}
+
+#[tokio::test]
+async fn slow_handshake_is_dropped_at_the_deadline() {
+    let builder = quiet().handshake_timeout(Duration::from_millis(300));
+    let (addr, _stop) = start(builder, echo).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // Trickle part of a request, then stall.
+    for byte in b"GET / HTTP/1.1\r\nHost: x\r\n" {
+        stream.write_all(&[*byte]).await.unwrap();
+    }
+    let mut rest = Vec::new();
+    let read = timeout(LIMIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("server closed in time");
+    assert!(read.is_ok());
+    assert!(rest.is_empty(), "no response to an incomplete request");
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_503() {
+    let (addr, _stop) = start(quiet().max_connections(1), echo).await;
+    let (mut first, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    // The first connection is unaffected.
+    first.send(TMessage::text("still here")).await.unwrap();
+    assert_eq!(
+        first.next().await.unwrap().unwrap(),
+        TMessage::text("still here")
+    );
+}
+
+#[tokio::test]
+async fn keepalive_evicts_a_client_that_never_answers_pings() {
+    let builder = Server::builder()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .ping_timeout(Some(Duration::from_millis(200)));
+    let (error_tx, error_rx) = oneshot::channel();
+    let error_tx = std::sync::Mutex::new(Some(error_tx));
+    let (addr, _stop) = start(builder, move |mut ws: WebSocket| {
+        let tx = error_tx.lock().unwrap().take();
+        async move {
+            let mut last = None;
+            while let Some(result) = ws.recv().await {
+                if let Err(error) = result {
+                    last = Some(error);
+                }
+            }
+            if let Some(tx) = tx {
+                let _ = tx.send(last);
+            }
+        }
+    })
+    .await;
+    // A raw client: completes the handshake, then never reads or answers.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(upgrade_request("").as_bytes())
+        .await
+        .unwrap();
+    let error = timeout(LIMIT, error_rx)
+        .await
+        .expect("evicted in time")
+        .unwrap();
+    assert!(matches!(error, Some(Error::KeepaliveTimeout)), "{error:?}");
+    // What the server sent: the 101, pings, then a close frame with 1011.
+    let mut received = Vec::new();
+    timeout(LIMIT, stream.read_to_end(&mut received))
+        .await
+        .unwrap()
+        .unwrap();
+    let close = [0x88, 24, 0x03, 0xF3];
+    assert!(
+        received.windows(4).any(|w| w == close),
+        "no 1011 close in {received:x?}"
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_sends_1001_to_every_client() {
+    let (addr, stop) = start(quiet(), echo).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(
+            tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    // Make sure every connection is established on the server side.
+    for ws in &mut clients {
+        ws.send(TMessage::text("ping")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("ping"));
+    }
+    stop.send(()).unwrap();
+    for mut ws in clients {
+        let message = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
+        match message {
+            TMessage::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 1001);
+            }
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+    }
+    // The listener is gone.
+    let refused = timeout(LIMIT, TcpStream::connect(addr)).await.unwrap();
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn backpressure_bounds_memory_when_the_client_stops_reading() {
+    let high_water = 64 * 1024;
+    let (result_tx, result_rx) = oneshot::channel();
+    let result_tx = std::sync::Mutex::new(Some(result_tx));
+    let builder = quiet().write_high_water(high_water);
+    let (addr, _stop) = start(builder, move |ws: WebSocket| {
+        let tx = result_tx.lock().unwrap().take();
+        async move {
+            let (_receiver, sender) = ws.split();
+            let chunk = ws_server::proto::Bytes::from(vec![7u8; 1024]);
+            let mut accepted = 0usize;
+            // Up to 256 MiB of attempts: a bounded queue must say Full long
+            // before that, since the client reads nothing.
+            let full = loop {
+                match sender.try_send(Message::Binary(chunk.clone())) {
+                    Ok(()) => accepted += 1,
+                    Err(Error::Full) => break true,
+                    Err(other) => panic!("{other}"),
+                }
+                if accepted >= 256 * 1024 {
+                    break false;
+                }
+                if accepted % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            };
+            if let Some(tx) = tx {
+                let _ = tx.send((full, accepted));
+            }
+        }
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(upgrade_request("").as_bytes())
+        .await
+        .unwrap();
+    let (full, accepted) = timeout(LIMIT, result_rx).await.unwrap().unwrap();
+    assert!(full, "the queue never reported Full after {accepted} KiB");
+    // What was accepted is the queue, the driver's output buffer (256 KiB)
+    // and the kernel's socket buffers, not an unbounded pile.
+    assert!(accepted < 64 * 1024, "{accepted} KiB accepted");
+}
+
+#[tokio::test]
+async fn split_halves_work_from_two_tasks() {
+    let (addr, _stop) = start(quiet(), |ws: WebSocket| async move {
+        let (mut receiver, sender) = ws.split();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(4);
+        let writer = tokio::spawn(async move {
+            while let Some(message) = rx.recv().await {
+                if sender.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(Ok(message)) = receiver.recv().await {
+            if let Message::Text(text) = message {
+                let _ = tx.send(Message::text(text.to_uppercase())).await;
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    timeout(LIMIT, async {
+        for word in ["one", "two", "three"] {
+            ws.send(TMessage::text(word)).await.unwrap();
+        }
+        for word in ["ONE", "TWO", "THREE"] {
+            assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text(word));
+        }
+        // Pings are still answered after the split.
+        ws.send(TMessage::Ping(b"p".to_vec().into())).await.unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            TMessage::Pong(b"p".to_vec().into())
+        );
+        ws.close(None).await.unwrap();
+        // The close handshake completes.
+        while let Some(message) = ws.next().await {
+            if let Err(tungstenite::Error::ConnectionClosed) | Ok(TMessage::Close(_)) = message {
+                continue;
+            }
+            message.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn handler_return_closes_with_1000_and_close_code_is_reported() {
+    let (addr, _stop) = start(quiet(), |mut ws: WebSocket| async move {
+        let _ = ws.send_text("bye").await;
+        let _ = ws.close(CloseCode::NORMAL, "done").await;
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("bye"));
+    match ws.next().await.unwrap().unwrap() {
+        TMessage::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1000);
+            assert_eq!(frame.reason.as_str(), "done");
+        }
+        other => panic!("{other:?}"),
+    }
+}
