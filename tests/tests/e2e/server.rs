@@ -326,7 +326,7 @@ async fn backpressure_bounds_memory_when_the_client_stops_reading() {
                 if accepted >= 256 * 1024 {
                     break false;
                 }
-                if accepted % 64 == 0 {
+                if accepted.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
             };
