@@ -21,7 +21,9 @@ py27_env() {
     unset PIP_FIND_LINKS
 }
 
-install_suite() {
+# Runs in a subshell: the Python 2.7 environment it sets up must not leak
+# into the Python 3 that checks the results.
+install_suite() (
     if [ -x "$tools/bin/wstest" ]; then
         return
     fi
@@ -65,7 +67,7 @@ export PYTHONHOME="$prefix/usr"
 exec "$py" "$prefix/usr/bin/wstest" "\$@"
 WRAP
     chmod +x "$tools/bin/wstest"
-}
+)
 
 run_server_suite() {
     local port=9001
@@ -74,8 +76,8 @@ run_server_suite() {
     mkdir -p "$reports"
     cargo build --release --example echo_server --quiet
     "$root/target/release/examples/echo_server" "127.0.0.1:$port" &
-    local server=$!
-    trap 'kill $server 2>/dev/null || true' EXIT
+    server_pid=$!
+    trap 'kill "${server_pid:-}" 2>/dev/null || true' EXIT
     for _ in $(seq 50); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
         sleep 0.1
@@ -94,7 +96,7 @@ SPEC
         echo "wstest failed" >&2
         exit 1
     }
-    kill "$server" 2>/dev/null || true
+    kill "$server_pid" 2>/dev/null || true
     python3 "$root/scripts/autobahn_check.py" "$reports/index.json" "$root/autobahn/expected-server.json" ws-server
 }
 
