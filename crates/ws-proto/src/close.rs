@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::ProtocolError;
+use crate::error::{ProtocolError, SendError};
 use crate::utf8::Utf8Bytes;
 
 /// A close status code (RFC 6455 section 7.4).
@@ -127,6 +127,24 @@ impl CloseFrame {
         let reason = Utf8Bytes::try_from(payload.slice(2..))
             .map_err(|_| ProtocolError::InvalidCloseReason)?;
         Ok(Some(Self { code, reason }))
+    }
+
+    /// Checks that this frame may be sent.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::InvalidCloseCode`] for a code that may not appear on the
+    /// wire (RFC 6455 section 7.4.1); [`SendError::CloseReasonTooLong`] for a
+    /// reason over [`MAX_CLOSE_REASON_LEN`] bytes, which would not fit in a
+    /// control frame (section 5.5).
+    pub fn check_sendable(&self) -> Result<(), SendError> {
+        if !self.code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(self.code.0));
+        }
+        if self.reason.len() > MAX_CLOSE_REASON_LEN {
+            return Err(SendError::CloseReasonTooLong(self.reason.len()));
+        }
+        Ok(())
     }
 
     /// The payload bytes of this frame: the code, then the reason.

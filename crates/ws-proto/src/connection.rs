@@ -350,12 +350,7 @@ impl Connection {
             return Err(SendError::Closed);
         }
         if let Some(frame) = &frame {
-            if !frame.code.is_valid_on_wire() {
-                return Err(SendError::InvalidCloseCode(frame.code.0));
-            }
-            if frame.reason.len() > MAX_CLOSE_REASON_LEN {
-                return Err(SendError::CloseReasonTooLong(frame.reason.len()));
-            }
+            frame.check_sendable()?;
         }
         self.poll_transmit(out);
         self.write_close(frame.as_ref(), out);

@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use ws_proto::{CloseCode, CloseFrame, Connection, Message, State};
 
 use crate::error::Error;
-use crate::websocket::Command;
+use crate::websocket::{Command, payload_len};
 
 /// Bytes reserved in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -86,7 +86,7 @@ pub(crate) async fn drive<S>(
             };
             match conn.poll_message() {
                 Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                    tracing::trace!(len = message_len(&message), "received message");
+                    tracing::trace!(len = payload_len(&message), "received message");
                     if let Some(permit) = permit {
                         permit.send(Ok(message));
                     }
@@ -224,7 +224,7 @@ pub(crate) async fn drive<S>(
 fn apply(conn: &mut Connection, command: Command, out: &mut BytesMut, budget: &Semaphore) {
     match command {
         Command::Send(message, permit) => {
-            tracing::trace!(len = message_len(&message), "sending message");
+            tracing::trace!(len = payload_len(&message), "sending message");
             // A send after close is dropped: the application learns it from
             // its next send, which finds the queue closed.
             let _ = conn.send(&message, out);
@@ -238,13 +238,5 @@ fn apply(conn: &mut Connection, command: Command, out: &mut BytesMut, budget: &S
                 budget.close();
             }
         }
-    }
-}
-
-fn message_len(message: &Message) -> usize {
-    match message {
-        Message::Text(text) => text.len(),
-        Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
-        Message::Close(_) => 0,
     }
 }

@@ -293,13 +293,8 @@ impl WebSocketSender {
     ///
     /// As [`WebSocket::close`].
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        if !code.is_valid_on_wire() {
-            return Err(ws_proto::SendError::InvalidCloseCode(code.0).into());
-        }
-        if reason.len() > ws_proto::MAX_CLOSE_REASON_LEN {
-            return Err(ws_proto::SendError::CloseReasonTooLong(reason.len()).into());
-        }
         let frame = CloseFrame::new(code, reason);
+        frame.check_sendable()?;
         self.commands
             .send(Command::Close(Some(frame)))
             .map_err(|_| Error::Closed(None))
@@ -327,7 +322,7 @@ fn queue(
     commands.send(command).map_err(|_| Error::Closed(None))
 }
 
-fn payload_len(message: &Message) -> usize {
+pub(crate) fn payload_len(message: &Message) -> usize {
     match message {
         Message::Text(text) => text.len(),
         Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
