@@ -33,16 +33,12 @@
 //! allow-list, subprotocols, a handshake hook for authentication and
 //! routing, a health-check path, the connection cap, backpressure.
 
-mod driver;
-mod error;
 mod server;
-mod websocket;
 
-pub use error::Error;
 pub use server::{
     Accept, HandshakeRequest, HandshakeResult, Listen, Serve, Server, ServerBuilder, serve,
 };
-pub use websocket::{WebSocket, WebSocketReceiver, WebSocketSender};
+pub use ws_tokio::{Error, WebSocket, WebSocketReceiver, WebSocketSender};
 /// The sans-I/O core, whose types ([`Message`],
 /// [`CloseCode`], ...) appear in this API.
 pub use ws_proto as proto;

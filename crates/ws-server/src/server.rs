@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::Instrument;
@@ -21,8 +21,7 @@ use ws_proto::{
     validate_request, write_accept,
 };
 
-use crate::driver::{Channels, Timers, drive};
-use crate::websocket::{Info, WebSocket, new_websocket};
+use ws_tokio::{Handshake, Settings, WebSocket};
 
 /// Accepts or rejects an upgrade request; see [`ServerBuilder::on_handshake`].
 pub type HandshakeResult = Result<Accept, Rejection>;
@@ -148,13 +147,9 @@ pub struct ServerBuilder {
     config: Config,
     request_limits: RequestLimits,
     handshake_timeout: Duration,
-    close_timeout: Duration,
     shutdown_timeout: Duration,
-    ping_interval: Option<Duration>,
-    ping_timeout: Option<Duration>,
+    settings: Settings,
     max_connections: usize,
-    write_high_water: usize,
-    incoming_queue: usize,
     allowed_origins: Option<Vec<String>>,
     protocols: Vec<String>,
     health_check: Option<String>,
@@ -166,8 +161,7 @@ impl std::fmt::Debug for ServerBuilder {
         f.debug_struct("ServerBuilder")
             .field("config", &self.config)
             .field("handshake_timeout", &self.handshake_timeout)
-            .field("ping_interval", &self.ping_interval)
-            .field("ping_timeout", &self.ping_timeout)
+            .field("settings", &self.settings)
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
@@ -184,13 +178,9 @@ impl Server {
             config: Config::default(),
             request_limits: RequestLimits::default(),
             handshake_timeout: Duration::from_secs(10),
-            close_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
-            ping_interval: Some(Duration::from_secs(20)),
-            ping_timeout: Some(Duration::from_secs(20)),
+            settings: Settings::default(),
             max_connections: 10_000,
-            write_high_water: 1 << 20,
-            incoming_queue: 16,
             allowed_origins: None,
             protocols: Vec::new(),
             health_check: None,
@@ -224,7 +214,7 @@ impl ServerBuilder {
     /// How long to wait for the peer's close frame after sending ours;
     /// default 10 s. Incoming traffic does not extend it.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.settings = self.settings.close_timeout(timeout);
         self
     }
 
@@ -237,14 +227,14 @@ impl ServerBuilder {
 
     /// Keepalive: send a ping this often; default 20 s; `None` disables.
     pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
-        self.ping_interval = interval;
+        self.settings = self.settings.ping_interval(interval);
         self
     }
 
     /// Keepalive: fail a connection whose pong has not come this long after
     /// the ping (close code 1011); default 20 s; `None` waits forever.
     pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.ping_timeout = timeout;
+        self.settings = self.settings.ping_timeout(timeout);
         self
     }
 
@@ -259,14 +249,14 @@ impl ServerBuilder {
     /// waits and `try_send` reports [`Error::Full`](crate::Error::Full);
     /// default 1 MiB.
     pub fn write_high_water(mut self, bytes: usize) -> Self {
-        self.write_high_water = bytes.max(1);
+        self.settings = self.settings.write_high_water(bytes);
         self
     }
 
     /// The most received messages queued for the handler; default 16. When
     /// full, the server stops reading from that client.
     pub fn incoming_queue(mut self, messages: usize) -> Self {
-        self.incoming_queue = messages.max(1);
+        self.settings = self.settings.incoming_queue(messages);
         self
     }
 
@@ -519,7 +509,7 @@ async fn connection(
         handshake(&mut stream, peer, builder),
     )
     .await;
-    let (info, leftover) = match outcome {
+    let (handshake, leftover) = match outcome {
         Ok(Ok(Some(accepted))) => accepted,
         Ok(Ok(None)) => return,
         Ok(Err(error)) => {
@@ -531,35 +521,22 @@ async fn connection(
             return;
         }
     };
-    tracing::Span::current().record("path", info.request.uri().path());
-    tracing::debug!(protocol = ?info.protocol, "handshake complete");
+    tracing::Span::current().record("path", handshake.request().uri().path());
+    tracing::debug!(protocol = ?handshake.protocol(), "handshake complete");
 
     let mut conn = Connection::new(Role::Server, builder.config.clone());
+    // Bytes that came with the request: the client's first frames.
     conn.handle_bytes(&leftover);
-    let (incoming_tx, incoming_rx) = mpsc::channel(builder.incoming_queue);
-    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-    let budget = Arc::new(Semaphore::new(builder.write_high_water));
-    let ws = new_websocket(
-        incoming_rx,
-        commands_tx,
-        budget.clone(),
-        builder.write_high_water,
-        info,
-    );
-    let channels = Channels {
-        commands: commands_rx,
-        incoming: incoming_tx,
-        budget,
+    drop(leftover);
+    let shutdown = async move {
+        let mut shutdown = shutdown;
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            // The server is gone without a shutdown: nothing to wait for.
+            std::future::pending::<()>().await;
+        }
     };
-    let timers = Timers {
-        ping_interval: builder.ping_interval,
-        ping_timeout: builder.ping_timeout,
-        close_timeout: builder.close_timeout,
-    };
-    tokio::join!(
-        drive(stream, conn, channels, timers, shutdown),
-        (shared.handler)(ws)
-    );
+    let (ws, driver) = ws_tokio::start(stream, conn, handshake, &builder.settings, shutdown);
+    tokio::join!(driver, (shared.handler)(ws));
 }
 
 /// Reads and answers the upgrade request. `Ok(None)`: answered with an
@@ -568,7 +545,7 @@ async fn handshake(
     stream: &mut TcpStream,
     peer: SocketAddr,
     builder: &ServerBuilder,
-) -> io::Result<Option<(Info, BytesMut)>> {
+) -> io::Result<Option<(Handshake, BytesMut)>> {
     let mut parser = RequestParser::new(builder.request_limits.clone());
     let mut buf = BytesMut::with_capacity(1024);
     let (request, consumed) = loop {
@@ -627,12 +604,10 @@ async fn handshake(
     let mut out = BytesMut::new();
     write_accept(&upgrade, protocol.as_deref(), &accept.headers, &mut out);
     stream.write_all(&out).await?;
-    let info = Info {
-        request,
-        peer: Some(peer),
-        protocol,
-    };
-    Ok(Some((info, leftover)))
+    let handshake = Handshake::new(request)
+        .with_peer(peer)
+        .with_protocol(protocol);
+    Ok(Some((handshake, leftover)))
 }
 
 async fn reject<T>(stream: &mut TcpStream, rejection: Rejection) -> io::Result<Option<T>> {

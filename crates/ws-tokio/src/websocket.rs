@@ -2,22 +2,107 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::{Sink, Stream};
-use http::{HeaderMap, Request};
+use http::{HeaderMap, Request, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
 use crate::error::Error;
 
-/// What the handshake established, shared by both halves.
+/// What the opening handshake established: the request, the response, the
+/// peer and the subprotocol.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    request: Request<()>,
+    response: Option<Response<()>>,
+    peer: Option<SocketAddr>,
+    protocol: Option<String>,
+}
+
+impl Handshake {
+    /// A handshake made of this upgrade request, with no response, peer or
+    /// subprotocol recorded yet.
+    pub fn new(request: Request<()>) -> Self {
+        Self {
+            request,
+            response: None,
+            peer: None,
+            protocol: None,
+        }
+    }
+
+    /// Records the 101 response (a client keeps the one it received).
+    pub fn with_response(mut self, response: Response<()>) -> Self {
+        self.response = Some(response);
+        self
+    }
+
+    /// Records the peer's address.
+    pub fn with_peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Records the subprotocol chosen.
+    pub fn with_protocol(mut self, protocol: Option<String>) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The upgrade request.
+    pub fn request(&self) -> &Request<()> {
+        &self.request
+    }
+
+    /// The 101 response, if recorded.
+    pub fn response(&self) -> Option<&Response<()>> {
+        self.response.as_ref()
+    }
+
+    /// The peer's address, if recorded.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The subprotocol chosen, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+}
+
+/// What the driver and both halves share.
 #[derive(Debug)]
-pub(crate) struct Info {
-    pub(crate) request: Request<()>,
-    pub(crate) peer: Option<SocketAddr>,
-    pub(crate) protocol: Option<String>,
+pub(crate) struct Shared {
+    handshake: Handshake,
+    /// The round trip of the last keepalive ping answered, in microseconds
+    /// plus one; 0 before the first.
+    rtt: AtomicU64,
+    /// The close frame the peer sent, once it has.
+    peer_close: OnceLock<CloseFrame>,
+}
+
+impl Shared {
+    pub(crate) fn new(handshake: Handshake) -> Self {
+        Self {
+            handshake,
+            rtt: AtomicU64::new(0),
+            peer_close: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn record_rtt(&self, rtt: Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
+        self.rtt.store(micros + 1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_close(&self, frame: CloseFrame) {
+        let _ = self.peer_close.set(frame);
+    }
 }
 
 /// A command from the application to the connection's driver.
@@ -45,7 +130,7 @@ pub struct WebSocket {
 #[derive(Debug)]
 pub struct WebSocketReceiver {
     incoming: mpsc::Receiver<Result<Message, Error>>,
-    info: Arc<Info>,
+    info: Arc<Shared>,
 }
 
 /// The sending half of a [`WebSocket`]. Clones send on the same connection;
@@ -55,7 +140,7 @@ pub struct WebSocketSender {
     commands: mpsc::UnboundedSender<Command>,
     budget: Arc<Semaphore>,
     high_water: usize,
-    info: Arc<Info>,
+    info: Arc<Shared>,
     /// `Sink::poll_ready` waits for one unit of budget and keeps it here for
     /// the next `start_send`.
     reserved: Option<OwnedSemaphorePermit>,
@@ -90,68 +175,90 @@ impl std::fmt::Debug for WebSocketSender {
     }
 }
 
-pub(crate) fn new_websocket(
-    incoming: mpsc::Receiver<Result<Message, Error>>,
-    commands: mpsc::UnboundedSender<Command>,
-    budget: Arc<Semaphore>,
-    high_water: usize,
-    info: Info,
-) -> WebSocket {
-    let info = Arc::new(info);
-    WebSocket {
-        receiver: WebSocketReceiver {
-            incoming,
-            info: info.clone(),
-        },
-        sender: WebSocketSender {
-            commands,
-            budget,
-            high_water,
-            info,
-            reserved: None,
-            acquiring: None,
-        },
-    }
-}
 
-macro_rules! request_accessors {
+macro_rules! accessors {
     () => {
-        /// The upgrade request: method, URI, headers.
+        /// The upgrade request: method, URI, headers. A server sees the
+        /// client's; a client sees the one it sent.
         pub fn request(&self) -> &Request<()> {
-            &self.info().request
+            &self.info().handshake.request
         }
 
         /// The request path, such as `/chat`.
         pub fn path(&self) -> &str {
-            self.info().request.uri().path()
+            self.request().uri().path()
         }
 
         /// The request query, without the `?`.
         pub fn query(&self) -> Option<&str> {
-            self.info().request.uri().query()
+            self.request().uri().query()
         }
 
-        /// The request headers.
+        /// The upgrade request's headers.
         pub fn headers(&self) -> &HeaderMap {
-            self.info().request.headers()
+            self.request().headers()
+        }
+
+        /// The 101 response, on a client.
+        pub fn response(&self) -> Option<&Response<()>> {
+            self.info().handshake.response.as_ref()
         }
 
         /// The peer's address, when the transport has one.
         pub fn peer_addr(&self) -> Option<SocketAddr> {
-            self.info().peer
+            self.info().handshake.peer
         }
 
         /// The subprotocol chosen during the handshake.
         pub fn protocol(&self) -> Option<&str> {
-            self.info().protocol.as_deref()
+            self.info().handshake.protocol.as_deref()
+        }
+
+        /// The round-trip time of the last keepalive ping that was answered;
+        /// `None` before the first pong.
+        pub fn last_pong_rtt(&self) -> Option<Duration> {
+            match self.info().rtt.load(Ordering::Relaxed) {
+                0 => None,
+                micros => Some(Duration::from_micros(micros - 1)),
+            }
+        }
+
+        /// The close frame the peer sent, once it has: its code and reason.
+        /// `None` while the connection is open, and after a close frame
+        /// with no code or a connection lost without one.
+        pub fn close_frame(&self) -> Option<&CloseFrame> {
+            self.info().peer_close.get()
         }
     };
 }
 
 impl WebSocket {
-    request_accessors!();
+    accessors!();
 
-    fn info(&self) -> &Info {
+    pub(crate) fn new(
+        incoming: mpsc::Receiver<Result<Message, Error>>,
+        commands: mpsc::UnboundedSender<Command>,
+        budget: Arc<Semaphore>,
+        high_water: usize,
+        info: Arc<Shared>,
+    ) -> Self {
+        Self {
+            receiver: WebSocketReceiver {
+                incoming,
+                info: info.clone(),
+            },
+            sender: WebSocketSender {
+                commands,
+                budget,
+                high_water,
+                info,
+                reserved: None,
+                acquiring: None,
+            },
+        }
+    }
+
+    fn info(&self) -> &Shared {
         &self.receiver.info
     }
 
@@ -217,9 +324,9 @@ impl WebSocket {
 }
 
 impl WebSocketReceiver {
-    request_accessors!();
+    accessors!();
 
-    fn info(&self) -> &Info {
+    fn info(&self) -> &Shared {
         &self.info
     }
 
@@ -230,9 +337,9 @@ impl WebSocketReceiver {
 }
 
 impl WebSocketSender {
-    request_accessors!();
+    accessors!();
 
-    fn info(&self) -> &Info {
+    fn info(&self) -> &Shared {
         &self.info
     }
 

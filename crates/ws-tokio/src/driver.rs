@@ -1,0 +1,433 @@
+//! The connection driver: one loop that moves bytes between a transport and
+//! the `ws-proto` core, and messages between the core and the application.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::{Instant, sleep_until, timeout};
+use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
+
+use crate::error::Error;
+use crate::transport::Transport;
+use crate::websocket::{Command, Handshake, Shared, WebSocket, payload_len};
+
+/// Bytes reserved in the read buffer before a read.
+const READ_CHUNK: usize = 8 * 1024;
+/// Outgoing bytes gathered into one write before the socket is written.
+const COALESCE_LIMIT: usize = 256 * 1024;
+
+/// How a connection behaves once open: keepalive, timeouts, queues.
+///
+/// Every setting has a documented default; `ws-server` and `ws-client` expose
+/// them on their builders.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    ping_interval: Option<Duration>,
+    ping_timeout: Option<Duration>,
+    close_timeout: Duration,
+    write_high_water: usize,
+    incoming_queue: usize,
+    control_frames: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ping_interval: Some(Duration::from_secs(20)),
+            ping_timeout: Some(Duration::from_secs(20)),
+            close_timeout: Duration::from_secs(10),
+            write_high_water: 1 << 20,
+            incoming_queue: 16,
+            control_frames: false,
+        }
+    }
+}
+
+impl Settings {
+    /// How often a keepalive ping is sent, counted from the previous ping;
+    /// `None` sends none. Default: 20 s. No second ping is sent while the
+    /// first awaits its pong.
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long to wait for the pong of a keepalive ping before failing the
+    /// connection with [`Error::KeepaliveTimeout`] and close code 1011;
+    /// `None` waits forever. Default: 20 s.
+    pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the peer's close frame after sending ours, and
+    /// for the final writes. Incoming data does not extend it. Default: 10 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Bytes of outgoing payload queued before `send().await` waits and
+    /// `try_send` reports [`Error::Full`]. Default: 1 MiB.
+    pub fn write_high_water(mut self, bytes: usize) -> Self {
+        self.write_high_water = bytes.max(1);
+        self
+    }
+
+    /// Received messages queued for the application before the driver stops
+    /// reading the socket (TCP backpressure). Default: 16.
+    pub fn incoming_queue(mut self, messages: usize) -> Self {
+        self.incoming_queue = messages.max(1);
+        self
+    }
+
+    /// Also deliver received pings and pongs to the application, after the
+    /// driver has answered them. Default: off.
+    pub fn control_frames(mut self, deliver: bool) -> Self {
+        self.control_frames = deliver;
+        self
+    }
+
+    /// The keepalive interval.
+    pub fn get_ping_interval(&self) -> Option<Duration> {
+        self.ping_interval
+    }
+
+    /// The keepalive pong deadline.
+    pub fn get_ping_timeout(&self) -> Option<Duration> {
+        self.ping_timeout
+    }
+
+    /// The close timeout.
+    pub fn get_close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+}
+
+/// Starts a connection whose opening handshake is done.
+///
+/// Returns the application's [`WebSocket`] and the driver future, which must
+/// be polled (spawned, or joined with the application's own future) for the
+/// connection to make progress. The driver ends once the connection has
+/// closed and the transport is shut down. When `shutdown` completes, the
+/// driver starts the closing handshake with 1001 Going Away.
+///
+/// A client driver waits, after the closing handshake, for the server to
+/// close the TCP connection first (RFC 6455 section 7.1.1), up to the close
+/// timeout.
+pub fn start<S: Transport>(
+    stream: S,
+    conn: Connection,
+    handshake: Handshake,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (WebSocket, impl Future<Output = ()> + Send + 'static) {
+    let (incoming_tx, incoming_rx) = mpsc::channel(settings.incoming_queue);
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(settings.write_high_water));
+    let shared = Arc::new(Shared::new(handshake));
+    let ws = WebSocket::new(
+        incoming_rx,
+        commands_tx,
+        budget.clone(),
+        settings.write_high_water,
+        shared.clone(),
+    );
+    let channels = Channels {
+        commands: commands_rx,
+        incoming: incoming_tx,
+        budget,
+    };
+    let driver = drive(stream, conn, channels, settings.clone(), shared, shutdown);
+    (ws, driver)
+}
+
+/// The application's ends of the channels.
+struct Channels {
+    commands: mpsc::UnboundedReceiver<Command>,
+    incoming: mpsc::Sender<Result<Message, Error>>,
+    budget: Arc<Semaphore>,
+}
+
+/// What one poll of the transport did.
+enum Io {
+    Wrote(usize),
+    Read(usize),
+}
+
+/// Writes `out` if it holds anything, and reads if `read` allows, whichever
+/// is ready first.
+///
+/// A read first waits for readiness with an empty buffer: an idle connection
+/// gives its read buffer back and allocates one only when bytes arrive.
+fn poll_io<S: Transport>(
+    stream: &mut S,
+    out: &[u8],
+    conn: &mut Connection,
+    read: bool,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Io>> {
+    if !out.is_empty()
+        && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, out)
+    {
+        return Poll::Ready(written.map(Io::Wrote));
+    }
+    if !read {
+        return Poll::Pending;
+    }
+    if conn.read_buffer().is_empty() {
+        match stream.poll_read_ready(cx) {
+            Poll::Pending => {
+                conn.release_idle_buffers();
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Ready(Ok(())) => {}
+        }
+    }
+    let buf = conn.read_buffer();
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+    let read = pin!(stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
+    if read.is_pending() {
+        // Readiness was stale (as it is after the handshake's reads): the
+        // transport has now cleared it, and the next poll waits for it
+        // without a buffer.
+        conn.release_idle_buffers();
+    }
+    read
+}
+
+async fn drive<S: Transport>(
+    mut stream: S,
+    mut conn: Connection,
+    mut channels: Channels,
+    settings: Settings,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let mut shutdown = pin!(shutdown);
+    let mut out = BytesMut::new();
+    let mut eof = false;
+    let mut commands_open = true;
+    let mut incoming_open = true;
+    let mut shutdown_seen = false;
+    let mut failure: Option<Error> = None;
+    let mut ping_seq: u64 = 0;
+    let mut ping_sent = Instant::now();
+    let mut next_ping = settings
+        .ping_interval
+        .map(|interval| Instant::now() + interval);
+    let mut pong_deadline: Option<Instant> = None;
+    let mut awaiting_pong = false;
+    let mut close_deadline: Option<Instant> = None;
+    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+
+    loop {
+        // 1. Decode what was received, as far as the application keeps up.
+        let mut blocked = false;
+        while conn.state() != State::Closed {
+            let permit = if incoming_open {
+                match channels.incoming.try_reserve() {
+                    Ok(permit) => Some(permit),
+                    Err(TrySendError::Full(())) => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(TrySendError::Closed(())) => {
+                        incoming_open = false;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match conn.poll_message() {
+                Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    tracing::trace!(len = payload_len(&message), "received message");
+                    if let Some(permit) = permit {
+                        permit.send(Ok(message));
+                    }
+                }
+                Ok(Some(Message::Pong(payload))) => {
+                    tracing::trace!(len = payload.len(), "received pong");
+                    // Only the pong of the latest keepalive ping counts: a
+                    // stray, late or duplicate pong changes nothing.
+                    if awaiting_pong && payload[..] == ping_seq.to_be_bytes() {
+                        awaiting_pong = false;
+                        pong_deadline = None;
+                        shared.record_rtt(ping_sent.elapsed());
+                    }
+                    if settings.control_frames
+                        && let Some(permit) = permit
+                    {
+                        permit.send(Ok(Message::Pong(payload)));
+                    }
+                }
+                Ok(Some(Message::Ping(payload))) => {
+                    tracing::trace!(len = payload.len(), "received ping");
+                    // Answer each ping of a burst while the output has room;
+                    // past that, the core keeps only the latest pong owed.
+                    if out.len() < COALESCE_LIMIT {
+                        conn.poll_transmit(&mut out);
+                    }
+                    if settings.control_frames
+                        && let Some(permit) = permit
+                    {
+                        permit.send(Ok(Message::Ping(payload)));
+                    }
+                }
+                Ok(Some(Message::Close(frame))) => {
+                    tracing::debug!(?frame, "received close");
+                    if let Some(frame) = frame {
+                        shared.record_close(frame);
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "protocol error");
+                    failure = Some(error.into());
+                    break;
+                }
+            }
+        }
+
+        // 2. Gather what the application queued.
+        while commands_open && out.len() < COALESCE_LIMIT {
+            match channels.commands.try_recv() {
+                Ok(command) => apply(&mut conn, command, &mut out, &channels.budget),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    commands_open = false;
+                    // Every sender is gone: the application is done.
+                    let _ = conn.close(Some(CloseFrame::new(CloseCode::NORMAL, "")), &mut out);
+                }
+            }
+        }
+        conn.poll_transmit(&mut out);
+        if conn.is_awaiting_close() && close_deadline.is_none() {
+            close_deadline = Some(Instant::now() + settings.close_timeout);
+        }
+
+        // 3. Done once closed and flushed, or once the peer has gone.
+        if eof || conn.state() == State::Closed {
+            if !out.is_empty() {
+                let _ = timeout(settings.close_timeout, stream.write_all(&out)).await;
+                out.clear();
+            }
+            break;
+        }
+
+        // Stop reading while the peer is not taking what we write: a ping
+        // flood then cannot grow the output without bound.
+        let can_read = !blocked && out.len() < COALESCE_LIMIT;
+        let ping_due = next_ping.filter(|_| !awaiting_pong && conn.state() == State::Open);
+        tokio::select! {
+            biased;
+            io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, cx)) => match io {
+                Ok(Io::Wrote(0)) => { failure.get_or_insert(Error::ConnectionLost); break; }
+                Ok(Io::Wrote(n)) => {
+                    out.advance(n);
+                    if out.is_empty() {
+                        // Give the buffer back: a burst's output can be large.
+                        out = BytesMut::new();
+                    }
+                }
+                Ok(Io::Read(0)) => {
+                    conn.handle_eof();
+                    eof = true;
+                    if conn.close_received().is_none() {
+                        failure.get_or_insert(Error::ConnectionLost);
+                    }
+                }
+                Ok(Io::Read(_)) => {}
+                Err(error) => { failure.get_or_insert(error.into()); break; }
+            },
+            command = channels.commands.recv(), if commands_open && out.len() < COALESCE_LIMIT => match command {
+                Some(command) => apply(&mut conn, command, &mut out, &channels.budget),
+                None => {
+                    commands_open = false;
+                    let _ = conn.close(Some(CloseFrame::new(CloseCode::NORMAL, "")), &mut out);
+                }
+            },
+            _ = channels.incoming.reserve(), if blocked => {}
+            () = sleep_until(ping_due.unwrap_or_else(far)), if ping_due.is_some() => {
+                ping_seq += 1;
+                let ping = Message::Ping(ping_seq.to_be_bytes().to_vec().into());
+                let _ = conn.send(&ping, &mut out);
+                ping_sent = Instant::now();
+                awaiting_pong = true;
+                pong_deadline = settings.ping_timeout.map(|t| ping_sent + t);
+                next_ping = settings.ping_interval.map(|interval| ping_sent + interval);
+                tracing::trace!(seq = ping_seq, "sent keepalive ping");
+            }
+            () = sleep_until(pong_deadline.unwrap_or_else(far)), if pong_deadline.is_some() => {
+                tracing::debug!("keepalive ping timed out");
+                failure = Some(Error::KeepaliveTimeout);
+                let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                let _ = conn.close(Some(frame), &mut out);
+                let _ = timeout(settings.close_timeout, stream.write_all(&out)).await;
+                break;
+            }
+            () = sleep_until(close_deadline.unwrap_or_else(far)), if close_deadline.is_some() => {
+                tracing::debug!("close timeout: the peer did not answer the close frame");
+                break;
+            }
+            () = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
+                let _ = conn.close(Some(frame), &mut out);
+            }
+        }
+    }
+
+    // RFC 6455 section 7.1.1: "the underlying TCP connection, in most normal
+    // cases, SHOULD be closed first by the server, so that it holds the
+    // TIME_WAIT state and not the client". After a clean closing handshake a
+    // client waits for the server's end of stream.
+    if conn.role() == Role::Client && !eof && conn.close_received().is_some() && failure.is_none()
+    {
+        let _ = timeout(settings.close_timeout, async {
+            let mut scratch = [0u8; 512];
+            while let Ok(1..) = tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {}
+        })
+        .await;
+    }
+    let _ = timeout(settings.close_timeout, stream.shutdown()).await;
+    channels.budget.close();
+    tracing::debug!(code = %conn.close_code(), "connection closed");
+    if let Some(failure) = failure
+        && incoming_open
+    {
+        let _ = timeout(settings.close_timeout, channels.incoming.send(Err(failure))).await;
+    }
+}
+
+fn apply(conn: &mut Connection, command: Command, out: &mut BytesMut, budget: &Semaphore) {
+    match command {
+        Command::Send(message, permit) => {
+            tracing::trace!(len = payload_len(&message), "sending message");
+            // A send after close is dropped: the application learns it from
+            // its next send, which finds the queue closed.
+            let _ = conn.send(&message, out);
+            drop(permit);
+        }
+        Command::Close(frame) => {
+            tracing::debug!(?frame, "closing");
+            if conn.close(frame, out).is_ok() {
+                // Nothing more will be sent: wake any sender waiting for
+                // budget so that it sees the connection closing.
+                budget.close();
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Runs a `ws-proto` connection over a Tokio byte stream.
+//!
+//! This is the layer `ws-server` and `ws-client` share once the opening
+//! handshake is done: [`start`] takes a stream, a sans-I/O
+//! [`Connection`](ws_proto::Connection) and the [`Settings`], and returns
+//! the application's [`WebSocket`] plus the driver future that moves bytes
+//! between the two.
+//!
+//! ```text
+//!  application                 driver future                  socket
+//!  WebSocket ──commands──▶ ┌─────────────────────┐ ──bytes──▶ Transport
+//!            ◀─messages─── │ ws_proto::Connection │ ◀─bytes───
+//!                          └─────────────────────┘
+//! ```
+//!
+//! The driver answers pings, runs the keepalive, completes the closing
+//! handshake and enforces its timeout whatever the application is doing. It
+//! gathers every message queued while a write was in progress, or while
+//! received input was being decoded, into one write; a message sent on an
+//! idle connection leaves at once. An idle connection holds no read or write
+//! buffer: on a [`TcpStream`](tokio::net::TcpStream) the driver waits for
+//! readability before it allocates one.
+//!
+//! Most applications never call [`start`] themselves: they use
+//! `ws_server::serve` or `ws_client::connect`, which re-export [`WebSocket`]
+//! and [`Error`].
+
+mod driver;
+mod error;
+mod transport;
+mod websocket;
+
+pub use driver::{Settings, start};
+pub use error::Error;
+pub use transport::Transport;
+pub use websocket::{Handshake, WebSocket, WebSocketReceiver, WebSocketSender};
