@@ -3,6 +3,8 @@
 # with the expected results checked in under autobahn/.
 #
 #   scripts/autobahn.sh server     wstest's fuzzing client against echo_server
+#   scripts/autobahn.sh client     autobahn_client against wstest's fuzzing server
+#   scripts/autobahn.sh all        both
 #
 # The suite runs only on Python 2.7, which Debian 12 no longer ships. The
 # script installs it, once, into .tools/autobahn from Debian 11's packages
@@ -100,8 +102,41 @@ SPEC
     python3 "$root/scripts/autobahn_check.py" "$reports/index.json" "$root/autobahn/expected-server.json" ws-server
 }
 
+run_client_suite() {
+    local port=9002
+    local reports="$root/reports/client"
+    rm -rf "$reports"
+    mkdir -p "$reports"
+    cargo build --release --example autobahn_client --quiet
+    cat >"$reports/spec.json" <<SPEC
+{
+  "url": "ws://127.0.0.1:$port",
+  "outdir": "$reports",
+  "cases": ["*"],
+  "exclude-cases": ["12.*", "13.*"],
+  "exclude-agent-cases": {}
+}
+SPEC
+    (cd "$reports" && exec "$tools/bin/wstest" -m fuzzingserver -s spec.json >wstest.log 2>&1) &
+    wstest_pid=$!
+    trap 'kill "${wstest_pid:-}" 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    timeout 1200 "$root/target/release/examples/autobahn_client" "ws://127.0.0.1:$port" ws-client || {
+        tail -20 "$reports/wstest.log"
+        echo "autobahn_client failed" >&2
+        exit 1
+    }
+    kill "$wstest_pid" 2>/dev/null || true
+    python3 "$root/scripts/autobahn_check.py" "$reports/index.json" "$root/autobahn/expected-client.json" ws-client
+}
+
 install_suite
 case "$mode" in
     server) run_server_suite ;;
-    *) echo "usage: $0 server" >&2; exit 2 ;;
+    client) run_client_suite ;;
+    all) run_server_suite; run_client_suite ;;
+    *) echo "usage: $0 server|client|all" >&2; exit 2 ;;
 esac

@@ -1,1 +1,65 @@
-//! The Tokio WebSocket client: `connect(url)` over the `ws-proto` core.
+//! The Tokio WebSocket client.
+//!
+//! [`connect`] opens a connection and returns a [`WebSocket`] (the same type
+//! a `ws-server` handler gets) and the server's 101 response:
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut ws, response) = ws_client::connect("ws://127.0.0.1:9001/chat").await?;
+//! println!("subprotocol: {:?}", response.protocol);
+//! ws.send_text("Hello, Server").await?;
+//! while let Some(message) = ws.next().await {
+//!     println!("{:?}", message?);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Client::builder`] sets the rest: headers, cookies, `Origin`,
+//! subprotocols, connect and handshake timeouts, frame limits, the
+//! heartbeat, and the masking-key source. [`ClientBuilder::build`] checks
+//! them: in particular the heartbeat needs `ping_interval > ping_timeout`,
+//! the rule users of Python's websocket-client know.
+//!
+//! # Heartbeat
+//!
+//! By default the client pings every 20 s. When a pong has not come 10 s
+//! after its ping, the connection fails: the next [`WebSocket::recv`]
+//! returns [`Error::KeepaliveTimeout`] (the heartbeat-timeout error, never a
+//! generic I/O error) and the socket is closed with code 1011. Only the pong
+//! carrying the latest ping's payload counts; stray, late and duplicate
+//! pongs change nothing. [`WebSocket::last_pong_rtt`] gives the round trip
+//! of the last answered ping.
+//!
+//! # Styles
+//!
+//! - Stream and sink: `ws.next().await`, `ws.send(..)`, or `recv`,
+//!   `send_text`, `send_binary`, `close`.
+//! - Short-lived, like Python's `create_connection`: connect, `send_text`,
+//!   `recv`, `close`.
+//! - Callbacks, like Python's `WebSocketApp`: implement [`Callbacks`] and run
+//!   [`App::run_forever`], optionally with [`Reconnect`].
+//!
+//! # Logging
+//!
+//! Through `tracing`: the handshake at debug, frames at trace. With
+//! `tracing-subscriber`, `RUST_LOG=ws_client=trace,ws_tokio=trace` plays the
+//! role of Python's `websocket.enableTrace(True)`.
+
+mod app;
+mod client;
+mod error;
+
+pub use app::{App, AppError, Callbacks, Reconnect};
+pub use client::{Client, ClientBuilder, connect};
+pub use error::{BuildError, ConnectError};
+/// The sans-I/O core, whose types appear in this API.
+pub use ws_proto as proto;
+/// The `http` crate, whose types appear in this API.
+pub use ws_proto::http;
+pub use ws_proto::{
+    CloseCode, CloseFrame, HandshakeResponse, Message, RejectedResponse, ResponseError, Utf8Bytes,
+};
+pub use ws_tokio::{Error, WebSocket, WebSocketReceiver, WebSocketSender};

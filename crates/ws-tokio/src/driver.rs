@@ -315,6 +315,8 @@ async fn drive<S: Transport>(
         }
         conn.poll_transmit(&mut out);
         if conn.is_awaiting_close() && close_deadline.is_none() {
+            // A close frame sent before any was received: this end started.
+            shared.record_initiated_close();
             close_deadline = Some(Instant::now() + settings.close_timeout);
         }
 
@@ -373,6 +375,7 @@ async fn drive<S: Transport>(
             () = sleep_until(pong_deadline.unwrap_or_else(far)), if pong_deadline.is_some() => {
                 tracing::debug!("keepalive ping timed out");
                 failure = Some(Error::KeepaliveTimeout);
+                shared.record_initiated_close();
                 let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
                 let _ = conn.close(Some(frame), &mut out);
                 let _ = timeout(settings.close_timeout, stream.write_all(&out)).await;

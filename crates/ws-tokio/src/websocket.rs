@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     rtt: AtomicU64,
     /// The close frame the peer sent, once it has.
     peer_close: OnceLock<CloseFrame>,
+    /// Whether this end sent the first close frame.
+    initiated_close: AtomicBool,
 }
 
 impl Shared {
@@ -92,7 +94,12 @@ impl Shared {
             handshake,
             rtt: AtomicU64::new(0),
             peer_close: OnceLock::new(),
+            initiated_close: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn record_initiated_close(&self) {
+        self.initiated_close.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn record_rtt(&self, rtt: Duration) {
@@ -228,6 +235,14 @@ macro_rules! accessors {
         /// with no code or a connection lost without one.
         pub fn close_frame(&self) -> Option<&CloseFrame> {
             self.info().peer_close.get()
+        }
+
+        /// Whether this end started the closing handshake: the application
+        /// closed the connection (or dropped it), a keepalive timed out, or
+        /// a shutdown began. False when the peer closed first or the
+        /// connection was lost.
+        pub fn initiated_close(&self) -> bool {
+            self.info().initiated_close.load(Ordering::Relaxed)
         }
     };
 }

@@ -1,0 +1,504 @@
+//! The client: settings, URL handling, connecting and the opening handshake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tracing::Instrument;
+use url::{Host, Url};
+use ws_proto::{
+    ClientRequest, Config, Connection, Decoded, HandshakeResponse, MaskKeySource, Role,
+};
+use ws_tokio::{Handshake, Settings, WebSocket};
+
+use crate::error::{BuildError, ConnectError};
+
+type MaskFactory = Arc<dyn Fn() -> Box<dyn MaskKeySource> + Send + Sync>;
+
+/// The client's settings; start with [`Client::builder`], finish with
+/// [`build`](Self::build), which checks them.
+#[derive(Clone)]
+pub struct ClientBuilder {
+    headers: HeaderMap,
+    cookies: Vec<(String, String)>,
+    origin: Option<String>,
+    protocols: Vec<String>,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+    config: Config,
+    pub(crate) settings: Settings,
+    mask_keys: Option<MaskFactory>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("headers", &self.headers)
+            .field("origin", &self.origin)
+            .field("protocols", &self.protocols)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("config", &self.config)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            headers: HeaderMap::new(),
+            cookies: Vec::new(),
+            origin: None,
+            protocols: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            config: Config::default(),
+            settings: Settings::default()
+                .ping_interval(Some(Duration::from_secs(20)))
+                .ping_timeout(Some(Duration::from_secs(10))),
+            mask_keys: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Adds a header to the upgrade request, such as `Authorization`.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Adds a cookie; all cookies go in one `Cookie` header.
+    pub fn cookie(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.cookies.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the `Origin` header, for servers that check it.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Offers subprotocols, most preferred first; the server picks one or
+    /// none ([`HandshakeResponse::protocol`]).
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long resolving the host and opening the TCP connection may take,
+    /// over all of the host's addresses; default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the server has to answer the upgrade request; default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Frame and message limits for what the server sends; default
+    /// [`Config::default`] (16 MiB).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Heartbeat: send a ping this often; default 20 s; `None` turns the
+    /// heartbeat off. Must be greater than the ping timeout.
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.settings = self.settings.ping_interval(interval);
+        self
+    }
+
+    /// Heartbeat: fail the connection with
+    /// [`Error::KeepaliveTimeout`](crate::Error::KeepaliveTimeout) when a
+    /// ping's pong has not come within this; default 10 s; `None` sends
+    /// pings without a deadline.
+    pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings = self.settings.ping_timeout(timeout);
+        self
+    }
+
+    /// How long to wait for the server's close frame after sending ours,
+    /// then for the server to close TCP; default 10 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.settings = self.settings.close_timeout(timeout);
+        self
+    }
+
+    /// Outgoing bytes queued before `send().await` waits and `try_send`
+    /// reports [`Error::Full`](crate::Error::Full); default 1 MiB.
+    pub fn write_high_water(mut self, bytes: usize) -> Self {
+        self.settings = self.settings.write_high_water(bytes);
+        self
+    }
+
+    /// Received messages queued for the application before the client
+    /// stops reading the socket; default 16.
+    pub fn incoming_queue(mut self, messages: usize) -> Self {
+        self.settings = self.settings.incoming_queue(messages);
+        self
+    }
+
+    /// Where each connection gets its masking keys; default a ChaCha12
+    /// generator seeded from the OS. Fixed keys make frames reproducible in
+    /// tests; never use predictable keys against a real server (RFC 6455
+    /// section 10.3).
+    pub fn mask_keys<F, M>(mut self, source: F) -> Self
+    where
+        F: Fn() -> M + Send + Sync + 'static,
+        M: MaskKeySource + 'static,
+    {
+        self.mask_keys = Some(Arc::new(move || Box::new(source())));
+        self
+    }
+
+    /// Checks the settings and returns the client.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::PingIntervalNotGreaterThanTimeout`] when both heartbeat
+    /// values are set and the interval is not greater than the timeout;
+    /// [`BuildError::InvalidCookie`] for a cookie that cannot be sent.
+    pub fn build(self) -> Result<Client, BuildError> {
+        if let (Some(interval), Some(timeout)) = (
+            self.settings.get_ping_interval(),
+            self.settings.get_ping_timeout(),
+        ) && interval <= timeout
+        {
+            return Err(BuildError::PingIntervalNotGreaterThanTimeout { interval, timeout });
+        }
+        let cookie = if self.cookies.is_empty() {
+            None
+        } else {
+            for (name, value) in &self.cookies {
+                // RFC 6265 section 4.1.1: a cookie-name is a token; a
+                // cookie-value has no controls, whitespace, DQUOTE, comma,
+                // semicolon or backslash.
+                let bad_name = name.is_empty()
+                    || HeaderName::from_bytes(name.as_bytes()).is_err()
+                    || name.contains('=');
+                let bad_value = value
+                    .bytes()
+                    .any(|b| b <= b' ' || b >= 0x7f || b"\",;\\".contains(&b));
+                if bad_name || bad_value {
+                    return Err(BuildError::InvalidCookie(format!("{name}={value}")));
+                }
+            }
+            let joined = self
+                .cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Some(HeaderValue::from_str(&joined).map_err(|_| BuildError::InvalidCookie(joined))?)
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                builder: self,
+                cookie,
+            }),
+        })
+    }
+
+    /// Builds the client and connects to `url`: the shortcut for
+    /// `builder.build()?.connect(url)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build) and [`Client::connect`].
+    pub async fn connect(
+        self,
+        url: impl AsRef<str>,
+    ) -> Result<(WebSocket, HandshakeResponse), ConnectError> {
+        self.build()?.connect(url).await
+    }
+}
+
+/// A WebSocket client with checked settings. Cheap to clone; each
+/// [`connect`](Self::connect) opens a new connection.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    builder: ClientBuilder,
+    cookie: Option<HeaderValue>,
+}
+
+/// Where to connect, from a `ws://` URL.
+struct Target {
+    host: Host<String>,
+    port: u16,
+    /// The `Host` header: the host, and the port if not the default.
+    authority: String,
+    /// The request target: path and query.
+    resource: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, ConnectError> {
+        let url = Url::parse(url)?;
+        match url.scheme() {
+            "ws" => {}
+            other => return Err(ConnectError::UnsupportedScheme(other.to_owned())),
+        }
+        let host = url.host().ok_or(ConnectError::MissingHost)?.to_owned();
+        if matches!(&host, Host::Domain(name) if name.is_empty()) {
+            return Err(ConnectError::MissingHost);
+        }
+        let port = url.port_or_known_default().unwrap_or(80);
+        let host_str = url.host_str().unwrap_or_default();
+        let authority = match url.port() {
+            Some(port) => format!("{host_str}:{port}"),
+            None => host_str.to_owned(),
+        };
+        // RFC 6455 section 3: the resource name is the path ("/" if empty)
+        // and the query; a fragment is never sent.
+        let mut resource = url.path().to_owned();
+        if resource.is_empty() {
+            resource.push('/');
+        }
+        if let Some(query) = url.query() {
+            resource.push('?');
+            resource.push_str(query);
+        }
+        Ok(Self {
+            host,
+            port,
+            authority,
+            resource,
+        })
+    }
+
+    /// The addresses to try, in the resolver's order.
+    async fn addresses(&self) -> Result<Vec<SocketAddr>, ConnectError> {
+        match &self.host {
+            Host::Ipv4(ip) => Ok(vec![SocketAddr::new((*ip).into(), self.port)]),
+            Host::Ipv6(ip) => Ok(vec![SocketAddr::new((*ip).into(), self.port)]),
+            Host::Domain(name) => {
+                let resolve_error = |source| ConnectError::Resolve {
+                    host: name.clone(),
+                    source,
+                };
+                let addrs: Vec<_> = tokio::net::lookup_host((name.as_str(), self.port))
+                    .await
+                    .map_err(resolve_error)?
+                    .collect();
+                if addrs.is_empty() {
+                    let none = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
+                    return Err(resolve_error(none));
+                }
+                Ok(addrs)
+            }
+        }
+    }
+}
+
+/// Tries each address in turn; the first that accepts wins.
+pub(crate) async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
+    let mut last = None;
+    for &addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => {
+                tracing::debug!(%addr, %error, "connect failed; trying the next address");
+                last = Some((addr, error));
+            }
+        }
+    }
+    Err(match last {
+        Some((addr, error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ConnectError::Refused { addr }
+        }
+        Some((_, error)) => ConnectError::Io(error),
+        None => ConnectError::Io(std::io::ErrorKind::NotFound.into()),
+    })
+}
+
+impl Client {
+    /// A builder with the documented defaults.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects to `url` (`ws://host[:port]/path[?query]`; IPv6 literals in
+    /// brackets) and completes the opening handshake.
+    ///
+    /// Returns the open [`WebSocket`], whose driver runs on a spawned task
+    /// (so this needs a Tokio runtime), and the server's 101 response.
+    ///
+    /// # Errors
+    ///
+    /// One [`ConnectError`] variant per cause: a bad URL, scheme or host, a
+    /// name that does not resolve, refused connections, the connect or
+    /// handshake timeout, a non-101 answer (with status, headers and body),
+    /// a response that fails RFC 6455's checks.
+    pub async fn connect(
+        &self,
+        url: impl AsRef<str>,
+    ) -> Result<(WebSocket, HandshakeResponse), ConnectError> {
+        let url = url.as_ref();
+        let builder = &self.inner.builder;
+        let target = Target::parse(url)?;
+        let span = tracing::debug_span!("ws_client", %url);
+
+        let mut stream = timeout(builder.connect_timeout, async {
+            let addrs = target.addresses().await?;
+            connect_any(&addrs).await
+        })
+        .instrument(span.clone())
+        .await
+        .map_err(|_| ConnectError::ConnectTimeout(builder.connect_timeout))??;
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+
+        let (request, response, leftover) = timeout(
+            builder.handshake_timeout,
+            self.handshake(&mut stream, &target),
+        )
+        .instrument(span.clone())
+        .await
+        .map_err(|_| ConnectError::HandshakeTimeout(builder.handshake_timeout))??;
+
+        let mut conn = Connection::builder(Role::Client).config(builder.config.clone());
+        if let Some(factory) = &builder.mask_keys {
+            let mut source = factory();
+            conn = conn.mask_keys(move || source.next_key());
+        }
+        let mut conn = conn.build();
+        conn.handle_bytes(&leftover);
+
+        let mut head = Response::new(());
+        *head.status_mut() = response.status;
+        *head.headers_mut() = response.headers.clone();
+        let mut handshake = Handshake::new(request)
+            .with_response(head)
+            .with_protocol(response.protocol.clone());
+        if let Some(peer) = peer {
+            handshake = handshake.with_peer(peer);
+        }
+        let (ws, driver) = ws_tokio::start(
+            stream,
+            conn,
+            handshake,
+            &builder.settings,
+            std::future::pending(),
+        );
+        tokio::spawn(driver.instrument(span));
+        Ok((ws, response))
+    }
+
+    async fn handshake(
+        &self,
+        stream: &mut TcpStream,
+        target: &Target,
+    ) -> Result<(Request<()>, HandshakeResponse, BytesMut), ConnectError> {
+        let builder = &self.inner.builder;
+        let mut request = ClientRequest::new(&target.authority, &target.resource);
+        let mut sent = Request::new(());
+        *sent.method_mut() = Method::GET;
+        *sent.uri_mut() = target.resource.parse().unwrap_or_default();
+        let headers = sent.headers_mut();
+        if let Ok(host) = HeaderValue::from_str(&target.authority) {
+            headers.insert(header::HOST, host);
+        }
+        if let Some(origin) = &builder.origin {
+            request = request.origin(origin);
+            if let Ok(value) = HeaderValue::from_str(origin) {
+                headers.insert(header::ORIGIN, value);
+            }
+        }
+        for protocol in &builder.protocols {
+            request = request.protocol(protocol);
+            if let Ok(value) = HeaderValue::from_str(protocol) {
+                headers.append(header::SEC_WEBSOCKET_PROTOCOL, value);
+            }
+        }
+        for (name, value) in &builder.headers {
+            request = request.header(name.clone(), value.clone());
+            headers.append(name.clone(), value.clone());
+        }
+        if let Some(cookie) = &self.inner.cookie {
+            request = request.header(header::COOKIE, cookie.clone());
+            headers.insert(header::COOKIE, cookie.clone());
+        }
+
+        let mut out = BytesMut::new();
+        let mut check = request.write(&mut out);
+        tracing::debug!(
+            host = %target.authority,
+            resource = %target.resource,
+            "sending upgrade request"
+        );
+        stream.write_all(&out).await?;
+
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            if stream.read_buf(&mut buf).await? == 0 {
+                // A rejection without Content-Length ends at end of stream.
+                return match check.parse_response(&buf) {
+                    Err(error) => Err(error.into()),
+                    Ok(_) => Err(ConnectError::ClosedDuringHandshake),
+                };
+            }
+            match check.parse_response(&buf) {
+                Ok(Decoded::NeedMore(_)) => {}
+                Ok(Decoded::Done { value, consumed }) => {
+                    tracing::debug!(
+                        status = %value.status,
+                        protocol = ?value.protocol,
+                        "handshake response"
+                    );
+                    let leftover = buf.split_off(consumed);
+                    return Ok((sent, value, leftover));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "handshake refused");
+                    return Err(error.into());
+                }
+            }
+        }
+    }
+}
+
+/// Connects to `url` with the default settings: the shortcut for
+/// `Client::builder().connect(url)`.
+///
+/// The default heartbeat pings every 20 s and fails the connection when a
+/// pong takes more than 10 s.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut ws, _response) = ws_client::connect("ws://127.0.0.1:9001/").await?;
+/// ws.send_text("Hello, Server").await?;
+/// if let Some(reply) = ws.recv().await {
+///     println!("{:?}", reply?);
+/// }
+/// ws.close(ws_client::CloseCode::NORMAL, "").await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`Client::connect`].
+pub async fn connect(url: impl AsRef<str>) -> Result<(WebSocket, HandshakeResponse), ConnectError> {
+    Client::builder().connect(url).await
+}

@@ -1,0 +1,129 @@
+//! Why a client could not be built or could not connect.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+use ws_proto::{RejectedResponse, ResponseError};
+
+/// A client setting that cannot work; returned by
+/// [`ClientBuilder::build`](crate::ClientBuilder::build).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The heartbeat needs `ping_interval > ping_timeout`: a pong may take
+    /// up to the timeout, and the next ping is due after the interval.
+    #[error(
+        "ping_interval ({interval:?}) must be greater than ping_timeout ({timeout:?}): \
+         ensure ping_interval > ping_timeout"
+    )]
+    PingIntervalNotGreaterThanTimeout {
+        /// The interval set.
+        interval: Duration,
+        /// The timeout set.
+        timeout: Duration,
+    },
+    /// A ping timeout without a ping interval: nothing would be timed.
+    #[error("ping_timeout ({0:?}) is set but the heartbeat is off (no ping_interval)")]
+    PingTimeoutWithoutInterval(Duration),
+    /// A cookie name or value that cannot go in a `Cookie` header.
+    #[error("invalid cookie {0:?}")]
+    InvalidCookie(String),
+}
+
+/// Why [`connect`](crate::connect) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The settings were invalid (see [`BuildError`]).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The URL did not parse.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(#[from] url::ParseError),
+    /// The URL's scheme is not `ws` (or `wss`, which needs TLS).
+    #[error("unsupported URL scheme {0:?}: expected ws://")]
+    UnsupportedScheme(String),
+    /// The URL has no host.
+    #[error("URL has no host")]
+    MissingHost,
+    /// The host name did not resolve to any address.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Every address of the host refused the connection.
+    #[error("connection refused by {addr}")]
+    Refused {
+        /// The last address tried.
+        addr: SocketAddr,
+    },
+    /// Connecting (resolving the name and trying each address) took longer
+    /// than the connect timeout.
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// The server did not complete the opening handshake within the
+    /// handshake timeout.
+    #[error("opening handshake timed out after {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The server answered with another status than 101: its status,
+    /// headers and body are here, so a caller sees why (401, 403, 503...).
+    #[error("server rejected the upgrade with {}", .0.status)]
+    Rejected(Box<RejectedResponse>),
+    /// The server's 101 response failed a check of RFC 6455 section 4.2.2,
+    /// such as [`ResponseError::AcceptMismatch`] for a wrong
+    /// `Sec-WebSocket-Accept`.
+    #[error("invalid handshake response: {0}")]
+    InvalidResponse(ResponseError),
+    /// The server closed the connection before its response was complete.
+    #[error("server closed the connection during the opening handshake")]
+    ClosedDuringHandshake,
+    /// Another I/O error: connecting, writing the request, reading the
+    /// response.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<ResponseError> for ConnectError {
+    fn from(error: ResponseError) -> Self {
+        match error {
+            ResponseError::NotSwitchingProtocols(rejected) => Self::Rejected(rejected),
+            other => Self::InvalidResponse(other),
+        }
+    }
+}
+
+impl ConnectError {
+    /// The HTTP status of a rejected upgrade.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Rejected(rejected) => Some(rejected.status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed: network failures, timeouts
+    /// and 5xx answers. A 4xx answer (authentication, a wrong path), an
+    /// invalid URL or an invalid setting will fail the same way again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Resolve { .. }
+            | Self::Refused { .. }
+            | Self::ConnectTimeout(_)
+            | Self::HandshakeTimeout(_)
+            | Self::ClosedDuringHandshake
+            | Self::Io(_) => true,
+            Self::Rejected(rejected) => rejected.status.is_server_error(),
+            Self::Build(_)
+            | Self::InvalidUrl(_)
+            | Self::UnsupportedScheme(_)
+            | Self::MissingHost
+            | Self::InvalidResponse(_) => false,
+        }
+    }
+}
