@@ -32,7 +32,11 @@ async fn run(base: &str, agent: &str) -> Result<(), Box<dyn std::error::Error>> 
     // The suite sends messages up to 16 MiB; the heartbeat would only add
     // pings the suite does not expect.
     let client = Client::builder()
-        .config(Config::default().max_message_size(64 << 20).max_frame_size(64 << 20))
+        .config(
+            Config::default()
+                .max_message_size(64 << 20)
+                .max_frame_size(64 << 20),
+        )
         .ping_interval(None)
         .close_timeout(Duration::from_secs(5))
         .build()?;

@@ -502,3 +502,50 @@ impl Client {
 pub async fn connect(url: impl AsRef<str>) -> Result<(WebSocket, HandshakeResponse), ConnectError> {
     Client::builder().connect(url).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_address_is_tried_in_turn() {
+        let refused = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = listener.local_addr().unwrap();
+
+        let stream = connect_any(&[refused, good]).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good);
+        assert!(matches!(
+            connect_any(&[good, refused]).await,
+            Ok(stream) if stream.peer_addr().unwrap() == good
+        ));
+        assert!(matches!(
+            connect_any(&[refused]).await,
+            Err(ConnectError::Refused { addr }) if addr == refused
+        ));
+    }
+
+    #[test]
+    fn urls_give_host_header_and_resource() {
+        let target = Target::parse("ws://example.com/chat?room=1#frag").unwrap();
+        assert_eq!(target.authority, "example.com");
+        assert_eq!(target.port, 80);
+        assert_eq!(target.resource, "/chat?room=1");
+        let target = Target::parse("ws://[::1]:9001").unwrap();
+        assert_eq!(target.authority, "[::1]:9001");
+        assert_eq!(target.resource, "/");
+        assert!(matches!(target.host, Host::Ipv6(_)));
+        let target = Target::parse("ws://127.0.0.1:80/").unwrap();
+        assert_eq!(
+            target.authority, "127.0.0.1",
+            "the default port is left out"
+        );
+        assert!(matches!(
+            Target::parse("wss://example.com/"),
+            Err(ConnectError::UnsupportedScheme(s)) if s == "wss"
+        ));
+    }
+}

@@ -38,10 +38,10 @@ mod server;
 pub use server::{
     Accept, HandshakeRequest, HandshakeResult, Listen, Serve, Server, ServerBuilder, serve,
 };
-pub use ws_tokio::{Error, WebSocket, WebSocketReceiver, WebSocketSender};
 /// The sans-I/O core, whose types ([`Message`],
 /// [`CloseCode`], ...) appear in this API.
 pub use ws_proto as proto;
 /// The `http` crate, whose types appear in this API.
 pub use ws_proto::http;
 pub use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
+pub use ws_tokio::{Error, WebSocket, WebSocketReceiver, WebSocketSender};

@@ -397,8 +397,7 @@ async fn drive<S: Transport>(
     // cases, SHOULD be closed first by the server, so that it holds the
     // TIME_WAIT state and not the client". After a clean closing handshake a
     // client waits for the server's end of stream.
-    if conn.role() == Role::Client && !eof && conn.close_received().is_some() && failure.is_none()
-    {
+    if conn.role() == Role::Client && !eof && conn.close_received().is_some() && failure.is_none() {
         let _ = timeout(settings.close_timeout, async {
             let mut scratch = [0u8; 512];
             while let Ok(1..) = tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {}

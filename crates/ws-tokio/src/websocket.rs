@@ -182,7 +182,6 @@ impl std::fmt::Debug for WebSocketSender {
     }
 }
 
-
 macro_rules! accessors {
     () => {
         /// The upgrade request: method, URI, headers. A server sees the

@@ -1,5 +1,6 @@
 //! End-to-end tests over loopback against tokio-tungstenite, an
 //! independent implementation of RFC 6455.
 
+mod client;
 mod proto_interop;
 mod server;

@@ -1,0 +1,757 @@
+//! ws-client over real sockets on 127.0.0.1, port 0: against
+//! tokio-tungstenite servers, against ws-server, and against raw TCP
+//! servers where a test needs a misbehaving one.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::{self, Message as TMessage};
+use ws_client::http::{HeaderName, HeaderValue, StatusCode};
+use ws_client::{
+    App, AppError, BuildError, Callbacks, Client, CloseCode, ConnectError, Error, Message,
+    Reconnect, ResponseError, WebSocketSender,
+};
+use ws_proto::{ProtocolError, Rejection, accept_key};
+use ws_server::{Accept, Server, WebSocket as ServerSocket};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A client with the heartbeat off, for tests that are not about it.
+fn quiet() -> Client {
+    Client::builder().ping_interval(None).build().unwrap()
+}
+
+/// Starts a ws-server echo server on `listener`; it stops (with 1001 to its
+/// clients) when the returned sender fires or is dropped.
+fn echo_server(listener: TcpListener) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serve = Server::builder()
+        .ping_interval(None)
+        .shutdown_timeout(Duration::from_secs(2))
+        .serve(
+            |mut ws: ServerSocket| async move {
+                while let Some(Ok(message)) = ws.next().await {
+                    if ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            listener,
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+    tokio::spawn(serve.into_future());
+    stop
+}
+
+async fn local_listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// Reads a raw upgrade request and returns its `Sec-WebSocket-Key`.
+async fn read_request(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .expect("a key")
+}
+
+fn switching(accept: &str) -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+}
+
+/// A raw server for one connection: `script` gets the accepted stream and
+/// the client's key.
+async fn raw_server<F, Fut>(script: F) -> SocketAddr
+where
+    F: FnOnce(TcpStream, String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (listener, addr) = local_listener().await;
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let key = read_request(&mut stream).await;
+        script(stream, key).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn stream_style_against_tokio_tungstenite() {
+    let (listener, addr) = local_listener().await;
+    let (seen_tx, seen_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        // tungstenite's callback signature, whose error type is large.
+        #[allow(clippy::result_large_err)]
+        let callback = move |request: &Request, mut response: Response| {
+            let _ = seen_tx.send(request.clone());
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_static("chat"));
+            Ok(response)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async(stream, callback)
+            .await
+            .unwrap();
+        while let Some(Ok(message)) = ws.next().await {
+            if message.is_text() || message.is_binary() {
+                ws.send(message).await.unwrap();
+            }
+        }
+    });
+
+    let url = format!("ws://{addr}/feed?room=1");
+    let (mut ws, response) = Client::builder()
+        .ping_interval(None)
+        .header(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_static("Bearer t"),
+        )
+        .cookie("session", "abc")
+        .cookie("theme", "dark")
+        .origin("https://example.com")
+        .protocols(["chat", "superchat"])
+        .connect(&url)
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(response.protocol.as_deref(), Some("chat"));
+    assert_eq!(ws.protocol(), Some("chat"));
+    assert_eq!(ws.path(), "/feed");
+    assert_eq!(ws.query(), Some("room=1"));
+
+    let request = seen_rx.await.unwrap();
+    assert_eq!(request.uri().path(), "/feed");
+    assert_eq!(request.uri().query(), Some("room=1"));
+    let header = |name: &str| request.headers().get(name).unwrap().to_str().unwrap();
+    assert_eq!(header("authorization"), "Bearer t");
+    assert_eq!(header("cookie"), "session=abc; theme=dark");
+    assert_eq!(header("origin"), "https://example.com");
+    assert_eq!(header("sec-websocket-protocol"), "chat, superchat");
+    assert_eq!(header("host"), addr.to_string());
+
+    ws.send_text("hello").await.unwrap();
+    ws.send_binary(vec![1u8, 2, 3]).await.unwrap();
+    let large = vec![0x5a; 1 << 20];
+    ws.send_binary(large.clone()).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(vec![1u8, 2, 3])
+    );
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(large));
+    timeout(LIMIT, ws.close(CloseCode::NORMAL, "bye"))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn short_style_in_four_lines_against_ws_server() {
+    let (listener, addr) = local_listener().await;
+    let _stop = echo_server(listener);
+    let url = format!("ws://{addr}/");
+
+    let (mut ws, _) = ws_client::connect(&url).await.unwrap();
+    ws.send_text("Hello, Server").await.unwrap();
+    let reply = ws.recv().await.unwrap().unwrap();
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+
+    assert_eq!(reply, Message::text("Hello, Server"));
+}
+
+#[tokio::test]
+async fn section_7_1_1_client_waits_for_the_server_to_close_tcp() {
+    // The server answers the close, then keeps the TCP connection open for a
+    // moment before closing it; the client must not close it first.
+    let (done_tx, done_rx) = oneshot::channel();
+    let addr = raw_server(|mut stream, key| async move {
+        stream
+            .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
+            .await
+            .unwrap();
+        // The client's masked close frame: 0x88, 0x80 | 2, mask, code.
+        let mut frame = [0u8; 8];
+        stream.read_exact(&mut frame).await.unwrap();
+        assert_eq!(frame[0], 0x88);
+        stream.write_all(&[0x88, 2, 0x03, 0xE8]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Still open: a read would block, not see end of stream.
+        let mut byte = [0u8; 1];
+        let early = timeout(Duration::from_millis(50), stream.read(&mut byte)).await;
+        let _ = done_tx.send(early.is_err());
+    })
+    .await;
+    let (ws, _) = quiet().connect(format!("ws://{addr}/")).await.unwrap();
+    timeout(LIMIT, ws.close(CloseCode::NORMAL, ""))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        done_rx.await.unwrap(),
+        "the client closed TCP before the server"
+    );
+}
+
+#[tokio::test]
+async fn heartbeat_times_out_on_a_peer_that_never_answers_pings() {
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let addr = raw_server(|mut stream, key| async move {
+        stream
+            .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
+            .await
+            .unwrap();
+        // Read everything (pings, then the close frame) and answer nothing.
+        let mut received = Vec::new();
+        let _ = timeout(LIMIT, stream.read_to_end(&mut received)).await;
+        let _ = closed_tx.send(received);
+    })
+    .await;
+    let (mut ws, _) = Client::builder()
+        .ping_interval(Some(Duration::from_millis(200)))
+        .ping_timeout(Some(Duration::from_millis(100)))
+        .connect(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let outcome = timeout(LIMIT, ws.recv()).await.expect("detected in time");
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(outcome, Some(Err(Error::KeepaliveTimeout))),
+        "{outcome:?}"
+    );
+    // Interval plus timeout is 300 ms; allow the scheduler its slack, but
+    // never less than that.
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    assert!(ws.recv().await.is_none());
+    // The socket was closed: the server saw its end, after a masked close
+    // frame (0x88, masked, 2 + reason bytes).
+    let received = timeout(LIMIT, closed_rx).await.unwrap().unwrap();
+    let frames = masked_frames(&received);
+    assert!(frames.iter().any(|(opcode, _)| *opcode == 0x9), "no ping");
+    let (opcode, payload) = frames.last().expect("frames");
+    assert_eq!(*opcode, 0x8, "{frames:?}");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1011);
+}
+
+/// Splits what a client sent into (opcode, unmasked payload) frames; each
+/// payload under 126 bytes, as control frames are.
+fn masked_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 6 {
+        assert!(bytes[1] & 0x80 != 0, "unmasked client frame");
+        let len = usize::from(bytes[1] & 0x7f);
+        assert!(len < 126);
+        let (mask, payload) = (&bytes[2..6], &bytes[6..6 + len]);
+        let payload = payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        frames.push((bytes[0] & 0x0f, payload));
+        bytes = &bytes[6 + len..];
+    }
+    frames
+}
+
+#[tokio::test]
+async fn stray_and_duplicate_pongs_do_not_confuse_the_heartbeat() {
+    let (listener, addr) = local_listener().await;
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        // Unsolicited pongs, including duplicates of the payload of the
+        // client's first ping, before and between its pings; tungstenite
+        // answers the real pings itself.
+        for _ in 0..50 {
+            ws.send(TMessage::Pong(vec![0, 0, 0, 0, 0, 0, 0, 1].into()))
+                .await
+                .unwrap();
+            ws.send(TMessage::Pong(b"stray".to_vec().into()))
+                .await
+                .unwrap();
+            if let Ok(Some(Ok(message))) = timeout(Duration::from_millis(50), ws.next()).await
+                && message.is_text()
+            {
+                ws.send(message).await.unwrap();
+            }
+        }
+        while let Some(Ok(message)) = ws.next().await {
+            if message.is_text() {
+                ws.send(message).await.unwrap();
+            }
+        }
+    });
+    let (mut ws, _) = Client::builder()
+        .ping_interval(Some(Duration::from_millis(1000)))
+        .ping_timeout(Some(Duration::from_millis(900)))
+        .connect(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    // Two heartbeats among some 100 stray pongs. The deadlines are generous:
+    // other tests load the machine, and a late pong is not what this tests.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    ws.send_text("still here").await.unwrap();
+    let reply = timeout(LIMIT, ws.recv()).await.unwrap();
+    assert_eq!(reply.unwrap().unwrap(), Message::text("still here"));
+    let rtt = ws.last_pong_rtt().expect("a pong was timed");
+    assert!(rtt < LIMIT, "{rtt:?}");
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+}
+
+#[test]
+fn ping_interval_must_be_greater_than_ping_timeout() {
+    let secs = Duration::from_secs;
+    let pair = |interval, timeout| {
+        Client::builder()
+            .ping_interval(interval)
+            .ping_timeout(timeout)
+            .build()
+    };
+    let error = pair(Some(secs(5)), Some(secs(5))).unwrap_err();
+    assert_eq!(
+        error,
+        BuildError::PingIntervalNotGreaterThanTimeout {
+            interval: secs(5),
+            timeout: secs(5)
+        }
+    );
+    let text = error.to_string();
+    assert!(text.contains("ping_interval (5s)"), "{text}");
+    assert!(text.contains("ping_timeout (5s)"), "{text}");
+    assert!(pair(Some(secs(1)), Some(secs(2))).is_err());
+    assert!(pair(Some(secs(2)), Some(secs(1))).is_ok());
+    assert!(pair(Some(secs(2)), None).is_ok());
+    assert!(pair(None, Some(secs(2))).is_ok());
+    assert!(pair(None, None).is_ok());
+    assert!(Client::builder().build().is_ok(), "the defaults are valid");
+    assert!(matches!(
+        Client::builder().cookie("a", "b;c").build(),
+        Err(BuildError::InvalidCookie(_))
+    ));
+}
+
+#[tokio::test]
+async fn connect_errors_are_distinct() {
+    let client = Client::builder()
+        .ping_interval(None)
+        .connect_timeout(LIMIT)
+        .handshake_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        client.connect("http://127.0.0.1:1/").await,
+        Err(ConnectError::UnsupportedScheme(scheme)) if scheme == "http"
+    ));
+    assert!(matches!(
+        client.connect("not a url").await,
+        Err(ConnectError::InvalidUrl(_))
+    ));
+    assert!(matches!(
+        client.connect("ws://").await,
+        Err(ConnectError::InvalidUrl(_) | ConnectError::MissingHost)
+    ));
+    assert!(matches!(
+        client.connect("ws://name.invalid/").await,
+        Err(ConnectError::Resolve { host, .. }) if host == "name.invalid"
+    ));
+
+    // A port nobody listens on.
+    let (listener, addr) = local_listener().await;
+    drop(listener);
+    assert!(matches!(
+        client.connect(format!("ws://{addr}/")).await,
+        Err(ConnectError::Refused { addr: refused }) if refused == addr
+    ));
+
+    // A server that accepts and never answers.
+    let (listener, addr) = local_listener().await;
+    let _silent = tokio::spawn(async move {
+        let (_stream, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(LIMIT).await;
+    });
+    assert!(matches!(
+        client.connect(format!("ws://{addr}/")).await,
+        Err(ConnectError::HandshakeTimeout(_))
+    ));
+
+    // A server that closes during the handshake.
+    let addr = raw_server(|stream, _key| async move { drop(stream) }).await;
+    assert!(matches!(
+        client.connect(format!("ws://{addr}/")).await,
+        Err(ConnectError::ClosedDuringHandshake)
+    ));
+
+    // A 503 with a body: retryable, and the body is kept.
+    let addr = raw_server(|mut stream, _key| async move {
+        let body = "busy";
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await.unwrap();
+    })
+    .await;
+    let error = client.connect(format!("ws://{addr}/")).await.unwrap_err();
+    assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(error.is_retryable());
+    let ConnectError::Rejected(rejected) = error else {
+        unreachable!()
+    };
+    assert_eq!(&rejected.body[..], b"busy");
+}
+
+#[tokio::test]
+async fn ipv6_literal_urls_connect() {
+    let Ok(listener) = TcpListener::bind("[::1]:0").await else {
+        // No IPv6 loopback on this machine.
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    let _stop = echo_server(listener);
+    let (mut ws, _) = quiet()
+        .connect(format!("ws://[::1]:{port}/"))
+        .await
+        .unwrap();
+    ws.send_text("v6").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("v6"));
+    assert_eq!(ws.peer_addr().unwrap().port(), port);
+}
+
+#[tokio::test]
+async fn section_4_2_2_wrong_accept_key_is_rejected() {
+    let addr = raw_server(|mut stream, _key| async move {
+        let wrong = accept_key(b"another key");
+        let _ = stream.write_all(switching(&wrong).as_bytes()).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await;
+    let outcome = quiet().connect(format!("ws://{addr}/")).await;
+    assert!(
+        matches!(
+            outcome,
+            Err(ConnectError::InvalidResponse(ResponseError::AcceptMismatch))
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn section_5_1_masked_server_frame_fails_the_connection_with_1002() {
+    let (close_tx, close_rx) = oneshot::channel();
+    let addr = raw_server(|mut stream, key| async move {
+        stream
+            .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
+            .await
+            .unwrap();
+        // A masked text frame "hi" from the server.
+        let mask = [1u8, 2, 3, 4];
+        let payload = [b'h' ^ mask[0], b'i' ^ mask[1]];
+        let mut frame = vec![0x81, 0x80 | 2];
+        frame.extend_from_slice(&mask);
+        frame.extend_from_slice(&payload);
+        stream.write_all(&frame).await.unwrap();
+        let mut received = Vec::new();
+        let _ = timeout(LIMIT, stream.read_to_end(&mut received)).await;
+        let _ = close_tx.send(received);
+    })
+    .await;
+    let (mut ws, _) = quiet().connect(format!("ws://{addr}/")).await.unwrap();
+    let outcome = timeout(LIMIT, ws.recv()).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Some(Err(Error::Protocol(ProtocolError::MaskedFrame)))
+        ),
+        "{outcome:?}"
+    );
+    let received = close_rx.await.unwrap();
+    let frames = masked_frames(&received);
+    let (opcode, payload) = &frames[0];
+    assert_eq!(*opcode, 0x8, "{frames:?}");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+}
+
+/// Records what an App's callbacks saw.
+#[derive(Default)]
+struct Recorder {
+    events: Arc<Mutex<Vec<String>>>,
+    /// Closes after this many messages.
+    close_after: usize,
+    received: usize,
+    /// Sent on every open and reconnect, to resubscribe.
+    greeting: &'static str,
+    /// Told of every message.
+    notify: Option<mpsc::UnboundedSender<()>>,
+}
+
+impl Recorder {
+    fn push(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+impl Callbacks for Recorder {
+    fn on_open(&mut self, sender: &WebSocketSender) {
+        self.push("open".into());
+        if !self.greeting.is_empty() {
+            sender.try_send(Message::text(self.greeting)).unwrap();
+        }
+    }
+
+    fn on_reconnect(&mut self, sender: &WebSocketSender) {
+        self.push("reconnect".into());
+        sender.try_send(Message::text(self.greeting)).unwrap();
+    }
+
+    fn on_message(&mut self, sender: &WebSocketSender, message: Message) {
+        self.push(format!("message {}", message.as_text().unwrap_or("?")));
+        self.received += 1;
+        if let Some(notify) = &self.notify {
+            let _ = notify.send(());
+        }
+        if self.received == self.close_after {
+            sender.close(CloseCode::NORMAL, "done").unwrap();
+        }
+    }
+
+    fn on_error(&mut self, error: &AppError) {
+        self.push(format!("error {error}"));
+    }
+
+    fn on_close(&mut self, code: Option<CloseCode>, _reason: &str) {
+        self.push(format!("close {:?}", code.map(u16::from)));
+    }
+}
+
+/// The classic WebSocketApp pattern: `on_open` starts a thread that sends
+/// three messages, then closes.
+struct Threaded {
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl Callbacks for Threaded {
+    fn on_open(&mut self, sender: &WebSocketSender) {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                std::thread::sleep(Duration::from_millis(20));
+                sender
+                    .try_send(Message::text(format!("hello {i}")))
+                    .unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            sender.close(CloseCode::NORMAL, "").unwrap();
+        });
+    }
+
+    fn on_message(&mut self, _sender: &WebSocketSender, message: Message) {
+        let text = message.as_text().unwrap().to_owned();
+        self.events.lock().unwrap().push(text);
+    }
+
+    fn on_close(&mut self, code: Option<CloseCode>, _reason: &str) {
+        self.events.lock().unwrap().push(format!("close {code:?}"));
+    }
+}
+
+#[tokio::test]
+async fn callback_style_sends_from_a_thread_and_closes() {
+    let (listener, addr) = local_listener().await;
+    let _stop = echo_server(listener);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut app = Threaded {
+        events: events.clone(),
+    };
+    timeout(
+        LIMIT,
+        App::new(format!("ws://{addr}/")).run_forever(&mut app),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            "hello 0",
+            "hello 1",
+            "hello 2",
+            &format!("close {:?}", Some(CloseCode::NORMAL))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn app_reconnects_after_the_server_restarts_and_resubscribes() {
+    let (listener, addr) = local_listener().await;
+    let stop = echo_server(listener);
+    let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut recorder = Recorder {
+        events: events.clone(),
+        close_after: 2,
+        greeting: "subscribe",
+        notify: Some(notify_tx),
+        ..Recorder::default()
+    };
+    let app = App::new(format!("ws://{addr}/"))
+        .client(Client::builder().ping_interval(None))
+        .reconnect(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(50))
+                .max_delay(Duration::from_millis(200)),
+        );
+    let run = tokio::spawn(async move {
+        let outcome = app.run_forever(&mut recorder).await;
+        (outcome, recorder)
+    });
+
+    // The first subscription was answered.
+    timeout(LIMIT, notify_rx.recv()).await.unwrap().unwrap();
+    // Restart: the server closes every connection with 1001, then comes back
+    // on the same address a little later.
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let _stop = echo_server(listener);
+    // The second, after the reconnect; then the recorder closes.
+    timeout(LIMIT, notify_rx.recv()).await.unwrap().unwrap();
+
+    let (outcome, _) = timeout(LIMIT, run).await.unwrap().unwrap();
+    outcome.unwrap();
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.first().map(String::as_str), Some("open"));
+    assert_eq!(events[1], "message subscribe");
+    assert_eq!(events[2], "close Some(1001)");
+    assert!(events.contains(&"reconnect".to_owned()), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("close Some(1000)"));
+    let subscribed = events.iter().filter(|e| *e == "message subscribe").count();
+    assert_eq!(subscribed, 2, "{events:?}");
+}
+
+#[tokio::test]
+async fn a_403_is_fatal_and_visible_even_with_reconnect() {
+    let (listener, addr) = local_listener().await;
+    let serve = Server::builder()
+        .on_handshake(|_request| async {
+            Err::<Accept, _>(Rejection::new(StatusCode::FORBIDDEN).body("forbidden\n"))
+        })
+        .serve(|_ws: ServerSocket| async {}, listener);
+    tokio::spawn(serve.into_future());
+
+    let error = quiet().connect(format!("ws://{addr}/")).await.unwrap_err();
+    assert_eq!(error.status(), Some(StatusCode::FORBIDDEN));
+    assert!(!error.is_retryable());
+    assert!(matches!(&error, ConnectError::Rejected(r) if &r.body[..] == b"forbidden\n"));
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut recorder = Recorder {
+        events: events.clone(),
+        ..Recorder::default()
+    };
+    let outcome = timeout(
+        LIMIT,
+        App::new(format!("ws://{addr}/"))
+            .reconnect(Reconnect::new().initial_delay(Duration::from_millis(10)))
+            .run_forever(&mut recorder),
+    )
+    .await
+    .expect("a 403 is not retried");
+    assert!(
+        matches!(outcome, Err(AppError::Connect(ConnectError::Rejected(ref r))) if r.status == StatusCode::FORBIDDEN),
+        "{outcome:?}"
+    );
+    assert_eq!(events.lock().unwrap().len(), 1, "one on_error, no retries");
+}
+
+#[tokio::test]
+async fn app_gives_up_after_max_retries() {
+    let (listener, addr) = local_listener().await;
+    drop(listener);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut recorder = Recorder {
+        events: events.clone(),
+        ..Recorder::default()
+    };
+    let outcome = timeout(
+        LIMIT,
+        App::new(format!("ws://{addr}/"))
+            .reconnect(
+                Reconnect::new()
+                    .initial_delay(Duration::from_millis(5))
+                    .max_retries(Some(3)),
+            )
+            .run_forever(&mut recorder),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        outcome,
+        Err(AppError::Connect(ConnectError::Refused { .. }))
+    ));
+    // The first attempt and three retries.
+    assert_eq!(events.lock().unwrap().len(), 4);
+}
+
+#[test]
+fn reconnect_delays_grow_with_jitter_up_to_the_cap() {
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(100))
+        .max_delay(Duration::from_millis(1000));
+    for (attempt, full) in [
+        (1, 100),
+        (2, 200),
+        (3, 400),
+        (4, 800),
+        (5, 1000),
+        (40, 1000),
+    ] {
+        let delay = policy.delay(attempt);
+        let full = Duration::from_millis(full);
+        assert!(delay >= full / 2 && delay <= full, "{attempt}: {delay:?}");
+    }
+}
+
+#[tokio::test]
+async fn ws_server_and_tungstenite_client_still_agree() {
+    // The server side of the shared driver, against an independent client:
+    // a guard that the move to a shared driver changed nothing visible.
+    let (listener, addr) = local_listener().await;
+    let _stop = echo_server(listener);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    ws.send(TMessage::text("x")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("x"));
+    ws.close(None).await.unwrap();
+    while let Some(Ok(message)) = ws.next().await {
+        assert!(matches!(message, TMessage::Close(_)), "{message:?}");
+    }
+    let _ = tungstenite::Error::ConnectionClosed;
+}
