@@ -307,12 +307,19 @@ impl Connection {
     /// connection owes (see [`poll_transmit`](Self::poll_transmit)).
     /// Sending [`Message::Close`] is [`close`](Self::close).
     ///
+    /// After a [`ProtocolError`], the failure's close frame waits for
+    /// [`poll_transmit`](Self::poll_transmit); until then data may still be
+    /// sent, and goes ahead of it. A driver uses this to let the application
+    /// answer the messages it was given before the error.
+    ///
     /// # Errors
     ///
-    /// [`SendError::Closed`] once a close frame has been sent or queued, and
-    /// the checks of [`close`](Self::close) and of control-frame size.
+    /// [`SendError::Closed`] once a close frame has been sent or queued
+    /// (other than a failure's, as above), and the checks of
+    /// [`close`](Self::close) and of control-frame size.
     pub fn send(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), SendError> {
-        if self.close_sent || self.eof {
+        let failing = self.failed && self.pending_close.is_some();
+        if (self.close_sent && !failing) || self.eof {
             return Err(SendError::Closed);
         }
         let (opcode, payload) = match message {
@@ -327,7 +334,9 @@ impl Connection {
         if opcode.is_control() && payload.len() > 125 {
             return Err(SendError::ControlFrameTooLong(payload.len()));
         }
-        self.poll_transmit(out);
+        if !failing {
+            self.poll_transmit(out);
+        }
         self.write_frame(opcode, payload, out);
         Ok(())
     }

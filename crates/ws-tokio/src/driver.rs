@@ -23,6 +23,10 @@ use crate::websocket::{Command, Handshake, Shared, WebSocket, payload_len};
 const READ_CHUNK: usize = 8 * 1024;
 /// Outgoing bytes gathered into one write before the socket is written.
 const COALESCE_LIMIT: usize = 256 * 1024;
+/// After a protocol error, how long the application has to take the
+/// messages received before it (and answer them) before the close frame
+/// leaves; at most the close timeout.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// How a connection behaves once open: keepalive, timeouts, queues.
 ///
@@ -298,6 +302,24 @@ async fn drive<S: Transport>(
                     failure = Some(error.into());
                     break;
                 }
+            }
+        }
+        if let Some(error) = failure.take_if(|_| conn.state() == State::Closed && incoming_open) {
+            // The peer broke the protocol. Let the application answer the
+            // messages it was given before the error: hand it the error
+            // after them, and once it has taken everything (so its answers
+            // are queued), send them ahead of the failure's close frame.
+            let grace = settings.close_timeout.min(ANSWER_GRACE);
+            let _ = timeout(grace, async {
+                if channels.incoming.send(Err(error)).await.is_ok() {
+                    let all = channels.incoming.max_capacity();
+                    let _ = channels.incoming.reserve_many(all).await;
+                }
+            })
+            .await;
+            incoming_open = false;
+            while let Ok(command) = channels.commands.try_recv() {
+                apply(&mut conn, command, &mut out, &channels.budget);
             }
         }
 

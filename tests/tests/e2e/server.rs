@@ -417,3 +417,32 @@ async fn handler_return_closes_with_1000_and_close_code_is_reported() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn section_7_1_7_messages_before_a_violation_are_answered_before_the_1002() {
+    let (addr, _stop) = start(quiet(), echo).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(upgrade_request("").as_bytes())
+        .await
+        .unwrap();
+    // In one write: a masked text frame "hi", then a frame with RSV2 set.
+    let mask = [9u8, 8, 7, 6];
+    let mut frames = vec![0x81, 0x80 | 2, 9, 8, 7, 6, b'h' ^ mask[0], b'i' ^ mask[1]];
+    frames.extend_from_slice(&[0x81 | 0x20, 0x80, 1, 2, 3, 4]);
+    stream.write_all(&frames).await.unwrap();
+    let mut received = Vec::new();
+    timeout(LIMIT, stream.read_to_end(&mut received))
+        .await
+        .unwrap()
+        .unwrap();
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let after = &received[head_end..];
+    assert_eq!(
+        &after[..4],
+        &[0x81, 2, b'h', b'i'],
+        "the echo first: {after:x?}"
+    );
+    assert_eq!(after[4], 0x88, "then the close: {after:x?}");
+    assert_eq!(&after[6..8], &[0x03, 0xEA], "with 1002: {after:x?}");
+}

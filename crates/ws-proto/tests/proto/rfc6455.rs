@@ -541,6 +541,39 @@ mod section_5_5_1_and_7_close {
     }
 
     #[test]
+    fn answers_sent_before_a_failure_close_is_transmitted_go_ahead_of_it() {
+        let mut conn = server();
+        let mut bytes = client_frame(true, 0x1, b"ok");
+        bytes.extend_from_slice(&client_frame(true, 0x9, b""));
+        // A frame with RSV2 set after a valid message.
+        let mut bad = client_frame(true, 0x1, b"bad");
+        bad[0] |= 0x20;
+        bytes.extend_from_slice(&bad);
+        conn.handle_bytes(&bytes);
+        assert_eq!(conn.poll_message(), Ok(Some(Message::text("ok"))));
+        assert!(matches!(conn.poll_message(), Ok(Some(Message::Ping(_)))));
+        assert_eq!(conn.poll_message(), Err(ProtocolError::ReservedBits));
+        assert_eq!(conn.state(), State::Closed);
+        // The answer to "ok" still leaves, before the 1002; the pong owed
+        // to the ping is dropped with the failure.
+        let mut out = BytesMut::new();
+        conn.send(&Message::text("ok"), &mut out).unwrap();
+        assert!(conn.poll_transmit(&mut out));
+        assert_eq!(&out[..4], &[0x81, 2, b'o', b'k']);
+        assert_eq!(&out[4..8], &[0x88, out[5], 0x03, 0xEA]);
+        // Once the close frame is out, nothing more.
+        assert_eq!(
+            conn.send(&Message::text("late"), &mut out),
+            Err(SendError::Closed)
+        );
+        assert_eq!(
+            conn.close(None, &mut out),
+            Err(SendError::Closed),
+            "no second close frame"
+        );
+    }
+
+    #[test]
     fn failure_closes_carry_a_reason() {
         let mut conn = server();
         receive(&mut conn, &frame(true, 0x1, None, b"x")).unwrap_err();
