@@ -104,4 +104,8 @@ pub enum SendError {
     /// A close reason longer than 123 bytes.
     #[error("close reason of {0} bytes exceeds 123")]
     CloseReasonTooLong(usize),
+    /// A control or close message where only text or binary is allowed,
+    /// such as a broadcast.
+    #[error("only text and binary messages can be broadcast")]
+    NotData,
 }

@@ -33,8 +33,10 @@
 //! allow-list, subprotocols, a handshake hook for authentication and
 //! routing, a health-check path, the connection cap, backpressure.
 
+mod hub;
 mod server;
 
+pub use hub::{Audience, Backplane, Delivery, Hub, HubBuilder, Member, MemberId, Publication};
 pub use server::{
     Accept, HandshakeRequest, HandshakeResult, Listen, Serve, Server, ServerBuilder, serve,
 };
@@ -44,4 +46,6 @@ pub use ws_proto as proto;
 /// The `http` crate, whose types appear in this API.
 pub use ws_proto::http;
 pub use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
-pub use ws_tokio::{Error, WebSocket, WebSocketReceiver, WebSocketSender};
+pub use ws_tokio::{
+    Error, OutboxLimits, SharedFrame, SlowConsumer, WebSocket, WebSocketReceiver, WebSocketSender,
+};

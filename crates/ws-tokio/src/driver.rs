@@ -1,14 +1,15 @@
 //! The connection driver: one loop that moves bytes between a transport and
 //! the `ws-proto` core, and messages between the core and the application.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Semaphore, mpsc};
@@ -137,7 +138,7 @@ pub fn start<S: Transport>(
     let (incoming_tx, incoming_rx) = mpsc::channel(settings.incoming_queue);
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let budget = Arc::new(Semaphore::new(settings.write_high_water));
-    let shared = Arc::new(Shared::new(handshake));
+    let shared = Arc::new(Shared::new(handshake, conn.role()));
     let ws = WebSocket::new(
         incoming_rx,
         commands_tx,
@@ -161,6 +162,109 @@ struct Channels {
     budget: Arc<Semaphore>,
 }
 
+/// The bytes waiting to be written, in order: whole pieces (broadcast
+/// frames shared with other connections, and sealed runs of encoded
+/// frames), then the buffer frames are being encoded into.
+#[derive(Default)]
+struct Output {
+    chunks: VecDeque<Bytes>,
+    chunk_bytes: usize,
+    tail: BytesMut,
+}
+
+/// The most pieces handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+impl Output {
+    fn len(&self) -> usize {
+        self.chunk_bytes + self.tail.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a shared frame after everything encoded so far, without
+    /// copying it.
+    fn push_shared(&mut self, frame: Bytes) {
+        if !self.tail.is_empty() {
+            let sealed = self.tail.split().freeze();
+            self.chunk_bytes += sealed.len();
+            self.chunks.push_back(sealed);
+        }
+        self.chunk_bytes += frame.len();
+        self.chunks.push_back(frame);
+    }
+
+    /// Drops the first `n` bytes, which were written.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(front) if n >= front.len() => {
+                    n -= front.len();
+                    self.chunk_bytes -= front.len();
+                    self.chunks.pop_front();
+                }
+                Some(front) => {
+                    front.advance(n);
+                    self.chunk_bytes -= n;
+                    n = 0;
+                }
+                None => {
+                    self.tail.advance(n);
+                    n = 0;
+                }
+            }
+        }
+        if self.is_empty() {
+            // Give the buffer back: a burst's output can be large.
+            self.tail = BytesMut::new();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.chunk_bytes = 0;
+        self.tail = BytesMut::new();
+    }
+
+    fn poll_write<S: Transport>(
+        &self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if self.chunks.is_empty() {
+            return Pin::new(stream).poll_write(cx, &self.tail);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for piece in self.chunks.iter().map(|b| &b[..]).chain([&self.tail[..]]) {
+            if count == MAX_IOVECS {
+                break;
+            }
+            if !piece.is_empty() {
+                slices[count] = IoSlice::new(piece);
+                count += 1;
+            }
+        }
+        Pin::new(stream).poll_write_vectored(cx, &slices[..count])
+    }
+
+    /// Writes everything, within `limit`.
+    async fn flush<S: Transport>(&mut self, stream: &mut S, limit: Duration) {
+        let _ = timeout(limit, async {
+            while !self.is_empty() {
+                match poll_fn(|cx| self.poll_write(stream, cx)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.advance(n),
+                }
+            }
+        })
+        .await;
+        self.clear();
+    }
+}
+
 /// What one poll of the transport did.
 enum Io {
     Wrote(usize),
@@ -174,13 +278,13 @@ enum Io {
 /// gives its read buffer back and allocates one only when bytes arrive.
 fn poll_io<S: Transport>(
     stream: &mut S,
-    out: &[u8],
+    out: &Output,
     conn: &mut Connection,
     read: bool,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<Io>> {
     if !out.is_empty()
-        && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, out)
+        && let Poll::Ready(written) = out.poll_write(stream, cx)
     {
         return Poll::Ready(written.map(Io::Wrote));
     }
@@ -220,7 +324,9 @@ async fn drive<S: Transport>(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut shutdown = pin!(shutdown);
-    let mut out = BytesMut::new();
+    let mut out = Output::default();
+    let outbox = shared.outbox();
+    let broadcasts = conn.role() == Role::Server;
     let mut eof = false;
     let mut commands_open = true;
     let mut incoming_open = true;
@@ -282,7 +388,7 @@ async fn drive<S: Transport>(
                     // Answer each ping of a burst while the output has room;
                     // past that, the core keeps only the latest pong owed.
                     if out.len() < COALESCE_LIMIT {
-                        conn.poll_transmit(&mut out);
+                        conn.poll_transmit(&mut out.tail);
                     }
                     if settings.control_frames
                         && let Some(permit) = permit
@@ -331,11 +437,28 @@ async fn drive<S: Transport>(
                 Err(TryRecvError::Disconnected) => {
                     commands_open = false;
                     // Every sender is gone: the application is done.
-                    let _ = conn.close(Some(CloseFrame::new(CloseCode::NORMAL, "")), &mut out);
+                    let frame = CloseFrame::new(CloseCode::NORMAL, "");
+                    let _ = conn.close(Some(frame), &mut out.tail);
                 }
             }
         }
-        conn.poll_transmit(&mut out);
+        conn.poll_transmit(&mut out.tail);
+        // 2b. Take broadcast frames while the output has room.
+        if broadcasts && conn.state() == State::Open {
+            let room = COALESCE_LIMIT.saturating_sub(out.len());
+            if let Err(code) = outbox.drain(room, |frame| out.push_shared(frame)) {
+                // A slow consumer to disconnect: what it has not taken is
+                // discarded, and the close frame is tried once, without
+                // waiting on a peer that is not reading.
+                tracing::debug!(%code, "slow consumer: disconnecting");
+                out.clear();
+                let _ = conn.close(Some(CloseFrame::new(code, "slow consumer")), &mut out.tail);
+                let _ = poll_fn(|cx| Poll::Ready(out.poll_write(&mut stream, cx))).await;
+                shared.record_initiated_close();
+                failure = Some(Error::Evicted(code));
+                break;
+            }
+        }
         if conn.is_awaiting_close() && close_deadline.is_none() {
             // A close frame sent before any was received: this end started.
             shared.record_initiated_close();
@@ -344,10 +467,7 @@ async fn drive<S: Transport>(
 
         // 3. Done once closed and flushed, or once the peer has gone.
         if eof || conn.state() == State::Closed {
-            if !out.is_empty() {
-                let _ = timeout(settings.close_timeout, stream.write_all(&out)).await;
-                out.clear();
-            }
+            out.flush(&mut stream, settings.close_timeout).await;
             break;
         }
 
@@ -359,13 +479,7 @@ async fn drive<S: Transport>(
             biased;
             io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, cx)) => match io {
                 Ok(Io::Wrote(0)) => { failure.get_or_insert(Error::ConnectionLost); break; }
-                Ok(Io::Wrote(n)) => {
-                    out.advance(n);
-                    if out.is_empty() {
-                        // Give the buffer back: a burst's output can be large.
-                        out = BytesMut::new();
-                    }
-                }
+                Ok(Io::Wrote(n)) => out.advance(n),
                 Ok(Io::Read(0)) => {
                     conn.handle_eof();
                     eof = true;
@@ -380,14 +494,16 @@ async fn drive<S: Transport>(
                 Some(command) => apply(&mut conn, command, &mut out, &channels.budget),
                 None => {
                     commands_open = false;
-                    let _ = conn.close(Some(CloseFrame::new(CloseCode::NORMAL, "")), &mut out);
+                    let frame = CloseFrame::new(CloseCode::NORMAL, "");
+                    let _ = conn.close(Some(frame), &mut out.tail);
                 }
             },
             _ = channels.incoming.reserve(), if blocked => {}
+            () = outbox.notified(), if broadcasts && conn.state() == State::Open => {}
             () = sleep_until(ping_due.unwrap_or_else(far)), if ping_due.is_some() => {
                 ping_seq += 1;
                 let ping = Message::Ping(ping_seq.to_be_bytes().to_vec().into());
-                let _ = conn.send(&ping, &mut out);
+                let _ = conn.send(&ping, &mut out.tail);
                 ping_sent = Instant::now();
                 awaiting_pong = true;
                 pong_deadline = settings.ping_timeout.map(|t| ping_sent + t);
@@ -399,8 +515,8 @@ async fn drive<S: Transport>(
                 failure = Some(Error::KeepaliveTimeout);
                 shared.record_initiated_close();
                 let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                let _ = conn.close(Some(frame), &mut out);
-                let _ = timeout(settings.close_timeout, stream.write_all(&out)).await;
+                let _ = conn.close(Some(frame), &mut out.tail);
+                out.flush(&mut stream, settings.close_timeout).await;
                 break;
             }
             () = sleep_until(close_deadline.unwrap_or_else(far)), if close_deadline.is_some() => {
@@ -410,7 +526,7 @@ async fn drive<S: Transport>(
             () = &mut shutdown, if !shutdown_seen => {
                 shutdown_seen = true;
                 let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
-                let _ = conn.close(Some(frame), &mut out);
+                let _ = conn.close(Some(frame), &mut out.tail);
             }
         }
     }
@@ -426,6 +542,7 @@ async fn drive<S: Transport>(
         })
         .await;
     }
+    outbox.close();
     let _ = timeout(settings.close_timeout, stream.shutdown()).await;
     channels.budget.close();
     tracing::debug!(code = %conn.close_code(), "connection closed");
@@ -436,7 +553,8 @@ async fn drive<S: Transport>(
     }
 }
 
-fn apply(conn: &mut Connection, command: Command, out: &mut BytesMut, budget: &Semaphore) {
+fn apply(conn: &mut Connection, command: Command, out: &mut Output, budget: &Semaphore) {
+    let out = &mut out.tail;
     match command {
         Command::Send(message, permit) => {
             tracing::trace!(len = payload_len(&message), "sending message");

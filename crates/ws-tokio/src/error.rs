@@ -16,6 +16,10 @@ pub enum Error {
     /// The peer did not answer a keepalive ping within `ping_timeout`.
     #[error("keepalive ping timed out")]
     KeepaliveTimeout,
+    /// The connection was dropped for not keeping up with its broadcast
+    /// queue ([`SlowConsumer::Disconnect`](crate::SlowConsumer::Disconnect)).
+    #[error("disconnected as a slow consumer (close code {0})")]
+    Evicted(CloseCode),
     /// The transport ended without a close handshake (close code 1006).
     #[error("connection lost without a close frame")]
     ConnectionLost,

@@ -27,10 +27,12 @@
 
 mod driver;
 mod error;
+mod outbox;
 mod transport;
 mod websocket;
 
 pub use driver::{Settings, start};
 pub use error::Error;
+pub use outbox::{Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
 pub use transport::Transport;
 pub use websocket::{Handshake, WebSocket, WebSocketReceiver, WebSocketSender};

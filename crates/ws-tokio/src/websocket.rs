@@ -10,9 +10,10 @@ use std::time::Duration;
 use futures_util::{Sink, Stream};
 use http::{HeaderMap, Request, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
+use ws_proto::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
 
 use crate::error::Error;
+use crate::outbox::Outbox;
 
 /// What the opening handshake established: the request, the response, the
 /// peer and the subprotocol.
@@ -86,16 +87,25 @@ pub(crate) struct Shared {
     peer_close: OnceLock<CloseFrame>,
     /// Whether this end sent the first close frame.
     initiated_close: AtomicBool,
+    /// Broadcast frames waiting for the driver (server connections).
+    outbox: Arc<Outbox>,
+    role: Role,
 }
 
 impl Shared {
-    pub(crate) fn new(handshake: Handshake) -> Self {
+    pub(crate) fn new(handshake: Handshake, role: Role) -> Self {
         Self {
             handshake,
+            outbox: Arc::default(),
+            role,
             rtt: AtomicU64::new(0),
             peer_close: OnceLock::new(),
             initiated_close: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     pub(crate) fn record_initiated_close(&self) {
@@ -242,6 +252,14 @@ macro_rules! accessors {
         /// connection was lost.
         pub fn initiated_close(&self) -> bool {
             self.info().initiated_close.load(Ordering::Relaxed)
+        }
+
+        /// The connection's broadcast queue, on a server connection: frames
+        /// pushed there are written by the driver without a copy, under the
+        /// queue's own bound and slow-consumer policy (see `ws_server::Hub`).
+        /// `None` on a client, whose frames must be masked one by one.
+        pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+            (self.info().role == Role::Server).then_some(&self.info().outbox)
         }
     };
 }

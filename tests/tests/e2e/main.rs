@@ -2,5 +2,6 @@
 //! independent implementation of RFC 6455.
 
 mod client;
+mod hub;
 mod proto_interop;
 mod server;

@@ -1,0 +1,537 @@
+//! One-to-many delivery: a [`Hub`] of connections, rooms, and publishing to
+//! them with each frame encoded once.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ws_proto::{Message, SendError};
+use ws_tokio::{Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer, WebSocket};
+
+/// A connection's identity in a hub (python-socketio's `sid`), unique
+/// within one hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId(u64);
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who a [`Publication`] is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Audience {
+    /// Every member of the hub.
+    All,
+    /// The members of one room.
+    Room(String),
+}
+
+/// A message and who it is for: what [`Hub::publish`] delivers and what a
+/// [`Backplane`] carries between server instances.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Who receives it.
+    pub audience: Audience,
+    /// A member to leave out, such as the sender (python-socketio's
+    /// `skip_sid`). Member ids are local to one hub: a backplane delivers
+    /// to other instances without it.
+    pub except: Option<MemberId>,
+    /// The text or binary message.
+    pub message: Message,
+}
+
+impl Publication {
+    /// For every member.
+    pub fn all(message: impl Into<Message>) -> Self {
+        Self {
+            audience: Audience::All,
+            except: None,
+            message: message.into(),
+        }
+    }
+
+    /// For the members of `room`.
+    pub fn room(room: impl Into<String>, message: impl Into<Message>) -> Self {
+        Self {
+            audience: Audience::Room(room.into()),
+            except: None,
+            message: message.into(),
+        }
+    }
+
+    /// Leaves `member` out.
+    pub fn except(mut self, member: MemberId) -> Self {
+        self.except = Some(member);
+        self
+    }
+}
+
+/// What happened to one publication on this instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Members whose queue took the message.
+    pub queued: usize,
+    /// Members that missed it, or older messages, because their queue was
+    /// full (the drop policies).
+    pub dropped: usize,
+    /// Members disconnected by this publication (the disconnect policy), or
+    /// found closed and removed.
+    pub disconnected: usize,
+}
+
+/// Carries publications to the other instances of a server, so that a
+/// broadcast reaches the clients connected to each of them (a broker such
+/// as Redis pub/sub or NATS).
+///
+/// [`Hub::publish`] delivers locally, then calls [`forward`](Self::forward);
+/// the backplane sends the publication to the other instances, and each of
+/// them hands it to its own hub with [`Hub::deliver`], which delivers
+/// locally only. The hub's API is the same with or without one.
+pub trait Backplane: Send + Sync + 'static {
+    /// Sends `publication` to the other instances. Called with no lock
+    /// held; should not block (queue it, and send from a task).
+    fn forward(&self, publication: &Publication);
+}
+
+/// The settings of a [`Hub`]; start with [`Hub::builder`].
+#[derive(Clone, Default)]
+pub struct HubBuilder {
+    limits: OutboxLimits,
+    backplane: Option<Arc<dyn Backplane>>,
+}
+
+impl fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("limits", &self.limits)
+            .field("backplane", &self.backplane.is_some())
+            .finish()
+    }
+}
+
+impl HubBuilder {
+    /// Bytes of messages queued per member, frames' headers included;
+    /// default 1 MiB. The hub's memory is at most this times the number of
+    /// members.
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_bytes = bytes;
+        self
+    }
+
+    /// Messages queued per member; default 1 024.
+    pub fn max_queued_messages(mut self, messages: usize) -> Self {
+        self.limits.max_frames = messages.max(1);
+        self
+    }
+
+    /// What happens to a member whose queue is full; default
+    /// [`SlowConsumer::DropNewest`].
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.limits.policy = policy;
+        self
+    }
+
+    /// Forwards every publication to other server instances.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
+    /// The hub.
+    pub fn build(self) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                limits: self.limits,
+                backplane: self.backplane,
+                state: Mutex::default(),
+                next_id: AtomicU64::new(1),
+                dropped: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// A set of connections, grouped in rooms, that messages are published to.
+///
+/// A cheap, cloneable handle: publish from connection handlers, timers,
+/// HTTP handlers or other threads alike.
+///
+/// - **Framed once.** A published message is encoded as one frame, and every
+///   recipient's connection writes those same bytes: no per-recipient copy
+///   or encoding.
+/// - **Bounded.** Each member has its own queue, bounded in bytes and
+///   messages; when a member does not keep up, the [`SlowConsumer`] policy
+///   applies to it alone, and the others are not slowed.
+/// - **Ordered.** Publications are delivered to every member's queue in one
+///   order: two members of a room see that room's messages in the same
+///   order, minus what a drop policy dropped.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// use ws_server::{Hub, WebSocket};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let hub = Hub::new();
+/// ws_server::serve(
+///     move |mut ws: WebSocket| {
+///         let hub = hub.clone();
+///         async move {
+///             let member = hub.register(&ws).expect("a server connection");
+///             member.join("lobby");
+///             while let Some(Ok(message)) = ws.next().await {
+///                 let _ = hub.to_room("lobby", message);
+///             }
+///         }
+///     },
+///     "127.0.0.1:9002",
+/// )
+/// .await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limits: OutboxLimits,
+    backplane: Option<Arc<dyn Backplane>>,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    members: HashMap<MemberId, Entry>,
+    rooms: HashMap<String, HashSet<MemberId>>,
+}
+
+struct Entry {
+    outbox: Arc<Outbox>,
+    rooms: HashSet<String>,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Hub")
+            .field("members", &state.members.len())
+            .field("rooms", &state.rooms.len())
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// A hub with the default settings: 1 MiB and 1 024 messages queued per
+    /// member, dropping the newest when full.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder with the documented defaults.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection. It leaves the hub when the returned [`Member`] is
+    /// dropped, or on the first publication after its connection ended,
+    /// whichever comes first.
+    ///
+    /// Returns `None` for a client connection: only server frames (not
+    /// masked) can be shared between recipients.
+    pub fn register(&self, ws: &WebSocket) -> Option<Member> {
+        let outbox = ws.outbox()?.clone();
+        let id = MemberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        self.lock().members.insert(
+            id,
+            Entry {
+                outbox,
+                rooms: HashSet::new(),
+            },
+        );
+        tracing::debug!(member = %id, "joined the hub");
+        Some(Member {
+            id,
+            hub: self.clone(),
+        })
+    }
+
+    /// Puts member `id` in `room` (created on first use). False if there is
+    /// no such member.
+    pub fn join(&self, id: MemberId, room: &str) -> bool {
+        let mut state = self.lock();
+        let Some(entry) = state.members.get_mut(&id) else {
+            return false;
+        };
+        entry.rooms.insert(room.to_owned());
+        state.rooms.entry(room.to_owned()).or_default().insert(id);
+        true
+    }
+
+    /// Takes member `id` out of `room` (removed once empty).
+    pub fn leave(&self, id: MemberId, room: &str) {
+        let mut state = self.lock();
+        if let Some(entry) = state.members.get_mut(&id) {
+            entry.rooms.remove(room);
+        }
+        remove_from_room(&mut state, id, room);
+    }
+
+    fn remove(&self, id: MemberId) {
+        let mut state = self.lock();
+        remove_member(&mut state, id);
+    }
+
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.lock().members.len()
+    }
+
+    /// Whether the hub has no members.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of members in `room`.
+    pub fn room_len(&self, room: &str) -> usize {
+        self.lock().rooms.get(room).map_or(0, HashSet::len)
+    }
+
+    /// The rooms with at least one member.
+    pub fn rooms(&self) -> Vec<String> {
+        self.lock().rooms.keys().cloned().collect()
+    }
+
+    /// Bytes queued for all members now.
+    pub fn queued_bytes(&self) -> usize {
+        let state = self.lock();
+        state
+            .members
+            .values()
+            .map(|e| e.outbox.queued_bytes())
+            .sum()
+    }
+
+    /// The most bytes queued for any one member now: never more than the
+    /// per-member bound plus one message.
+    pub fn largest_queue(&self) -> usize {
+        let state = self.lock();
+        state
+            .members
+            .values()
+            .map(|e| e.outbox.queued_bytes())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Messages dropped by the slow-consumer policy, over the hub's life.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sends to every member: `publish(Publication::all(message))`.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn to_all(&self, message: impl Into<Message>) -> Result<Delivery, SendError> {
+        self.publish(Publication::all(message))
+    }
+
+    /// Sends to the members of `room`: `publish(Publication::room(room,
+    /// message))`.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn to_room(&self, room: &str, message: impl Into<Message>) -> Result<Delivery, SendError> {
+        self.publish(Publication::room(room, message))
+    }
+
+    /// Delivers `publication` to this hub's members, then hands it to the
+    /// backplane, if any, for the other instances.
+    ///
+    /// Never waits: each recipient's queue takes the message or applies its
+    /// slow-consumer policy.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NotData`] for a control or close message.
+    pub fn publish(&self, publication: Publication) -> Result<Delivery, SendError> {
+        let delivery = self.deliver(&publication)?;
+        if let Some(backplane) = &self.inner.backplane {
+            backplane.forward(&Publication {
+                except: None,
+                ..publication
+            });
+        }
+        Ok(delivery)
+    }
+
+    /// Delivers `publication` to this hub's members only: what a
+    /// [`Backplane`] calls with publications from other instances.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NotData`] for a control or close message.
+    pub fn deliver(&self, publication: &Publication) -> Result<Delivery, SendError> {
+        let frame = SharedFrame::new(&publication.message)?;
+        let limits = &self.inner.limits;
+        let mut delivery = Delivery::default();
+        let mut gone = Vec::new();
+        let mut state = self.lock();
+        {
+            let mut offer = |id: MemberId, entry: &Entry| {
+                if publication.except == Some(id) {
+                    return;
+                }
+                match entry.outbox.push(&frame, limits) {
+                    Pushed::Queued => delivery.queued += 1,
+                    Pushed::DroppedNewest => delivery.dropped += 1,
+                    Pushed::DroppedOldest(_) => {
+                        delivery.queued += 1;
+                        delivery.dropped += 1;
+                    }
+                    _ => {
+                        delivery.disconnected += 1;
+                        gone.push(id);
+                    }
+                }
+            };
+            match &publication.audience {
+                Audience::All => {
+                    for (id, entry) in &state.members {
+                        offer(*id, entry);
+                    }
+                }
+                Audience::Room(room) => {
+                    if let Some(members) = state.rooms.get(room) {
+                        for id in members {
+                            if let Some(entry) = state.members.get(id) {
+                                offer(*id, entry);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for id in gone {
+            remove_member(&mut state, id);
+        }
+        drop(state);
+        if delivery.dropped > 0 || delivery.disconnected > 0 {
+            self.inner
+                .dropped
+                .fetch_add(delivery.dropped as u64, Ordering::Relaxed);
+            tracing::debug!(?delivery, "slow consumers");
+        }
+        Ok(delivery)
+    }
+}
+
+fn remove_from_room(state: &mut State, id: MemberId, room: &str) {
+    if let Some(members) = state.rooms.get_mut(room) {
+        members.remove(&id);
+        if members.is_empty() {
+            state.rooms.remove(room);
+        }
+    }
+}
+
+fn remove_member(state: &mut State, id: MemberId) {
+    if let Some(entry) = state.members.remove(&id) {
+        for room in &entry.rooms {
+            remove_from_room(state, id, room);
+        }
+        tracing::debug!(member = %id, "left the hub");
+    }
+}
+
+/// A connection's membership of a [`Hub`]; leaving the hub when dropped.
+#[derive(Debug)]
+pub struct Member {
+    id: MemberId,
+    hub: Hub,
+}
+
+impl Member {
+    /// This member's id, for [`Publication::except`] and [`Hub::join`].
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// Joins `room`.
+    pub fn join(&self, room: &str) {
+        self.hub.join(self.id, room);
+    }
+
+    /// Leaves `room`.
+    pub fn leave(&self, room: &str) {
+        self.hub.leave(self.id, room);
+    }
+
+    /// The rooms this member is in.
+    pub fn rooms(&self) -> Vec<String> {
+        let state = self.hub.lock();
+        state
+            .members
+            .get(&self.id)
+            .map(|entry| entry.rooms.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Messages this member missed through the slow-consumer policy.
+    pub fn dropped(&self) -> u64 {
+        let state = self.hub.lock();
+        state
+            .members
+            .get(&self.id)
+            .map_or(0, |entry| entry.outbox.dropped())
+    }
+
+    /// Bytes queued for this member now.
+    pub fn queued_bytes(&self) -> usize {
+        let state = self.hub.lock();
+        state
+            .members
+            .get(&self.id)
+            .map_or(0, |entry| entry.outbox.queued_bytes())
+    }
+
+    /// Sends to `room`, leaving this member out (python-socketio's
+    /// `skip_sid`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::publish`].
+    pub fn to_room_except_me(
+        &self,
+        room: &str,
+        message: impl Into<Message>,
+    ) -> Result<Delivery, SendError> {
+        self.hub
+            .publish(Publication::room(room, message).except(self.id))
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.hub.remove(self.id);
+    }
+}

@@ -1,0 +1,58 @@
+//! The one-to-many server: every text or binary message a client sends is
+//! delivered, in order, to every client in the same room, the sender
+//! included. The room is the URL path: `/` is the lobby, `/chat/rust`
+//! another room. Each message is framed once and the same bytes go to every
+//! recipient; a client that stops reading has its own bounded queue and
+//! misses the newest messages rather than slowing the others.
+//!
+//! Run with: `cargo run --release --example broadcast_server -- [ADDR] [--presence]`
+//! (default `127.0.0.1:9002`). With `--presence`, the room is also told when
+//! someone joins or leaves; without it, nothing but the clients' messages is
+//! ever sent.
+
+use futures_util::StreamExt;
+use ws_server::{Hub, Message, Publication, Server, WebSocket};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    ws_examples::init_logging();
+    let mut addr = "127.0.0.1:9002".to_owned();
+    let mut presence = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--presence" => presence = true,
+            other => addr = other.to_owned(),
+        }
+    }
+
+    let hub = Hub::new();
+    let handler = move |mut ws: WebSocket| {
+        let hub = hub.clone();
+        async move {
+            let room = ws.path().to_owned();
+            let Some(member) = hub.register(&ws) else {
+                return;
+            };
+            member.join(&room);
+            if presence {
+                let notice = format!("* {} joined {room}", member.id());
+                let _ = hub.publish(Publication::room(&room, notice).except(member.id()));
+            }
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Text(_) | Message::Binary(_) = message {
+                    let _ = hub.to_room(&room, message);
+                }
+            }
+            if presence {
+                let notice = format!("* {} left {room}", member.id());
+                let _ = hub.publish(Publication::room(&room, notice).except(member.id()));
+            }
+            // Dropping `member` takes the connection out of the hub.
+        }
+    };
+
+    Server::builder()
+        .serve(handler, addr)
+        .with_graceful_shutdown(ws_examples::shutdown_signal())
+        .await
+}
