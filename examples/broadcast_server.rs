@@ -51,7 +51,10 @@ async fn main() -> std::io::Result<()> {
         }
     };
 
+    // Broadcast connections are mostly idle and small: allow more of them
+    // than the default 10 000.
     Server::builder()
+        .max_connections(50_000)
         .serve(handler, addr)
         .with_graceful_shutdown(ws_examples::shutdown_signal())
         .await

@@ -1,0 +1,509 @@
+//! The load generator: speaks raw RFC 6455 over TCP with frames built (and
+//! masked) once, so that it costs the server under test as little as
+//! possible, and prints one line of JSON with what it measured.
+//!
+//! Run with: `cargo run --release -p ws-bench --bin ws-load -- MODE --addr HOST:PORT [options]`
+//!
+//! Modes:
+//! - `echo`: `--connections N --depth D --size B [--binary] --duration S`:
+//!   N connections each keep D messages in flight; messages/s, MB/s and
+//!   p50/p99/p99.9 round trip.
+//! - `handshake`: `--connections N --messages M --duration S`: N workers
+//!   each connect, exchange M messages one at a time, close, and repeat;
+//!   handshakes/s.
+//! - `idle`: `--connections N --server-pid PID`: holds N idle connections
+//!   and reports the growth of the server's resident memory per connection.
+//! - `fanout`: `--receivers N --size B --window W --duration S [--server-pid PID]`:
+//!   N receivers and one publisher in one room (`--path`, default `/`); the
+//!   publisher keeps W messages in flight, paced by its own copies coming
+//!   back. Deliveries/s, p50/p99 publish-to-receive latency, server memory.
+//!
+//! Every mode takes `--warmup S` (default 1): nothing is counted before it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+#[derive(Debug, Clone)]
+struct Args {
+    mode: String,
+    addr: SocketAddr,
+    path: String,
+    connections: usize,
+    depth: usize,
+    size: usize,
+    binary: bool,
+    duration: f64,
+    warmup: f64,
+    messages: usize,
+    window: usize,
+    server_pid: Option<u32>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().ok_or("missing MODE")?;
+    let mut parsed = Args {
+        mode,
+        addr: "127.0.0.1:9001".parse().unwrap_or_else(|_| unreachable!()),
+        path: "/".into(),
+        connections: 64,
+        depth: 1,
+        size: 5,
+        binary: false,
+        duration: 5.0,
+        warmup: 1.0,
+        messages: 10,
+        window: 16,
+        server_pid: None,
+    };
+    while let Some(flag) = args.next() {
+        if flag == "--binary" {
+            parsed.binary = true;
+            continue;
+        }
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = || format!("bad value for {flag}: {value}");
+        match flag.as_str() {
+            "--addr" => parsed.addr = value.parse().map_err(|_| format!("bad address {value}"))?,
+            "--path" => parsed.path = value.clone(),
+            "--connections" | "--receivers" => {
+                parsed.connections = value.parse().map_err(|_| bad())?
+            }
+            "--depth" => parsed.depth = value.parse().map_err(|_| bad())?,
+            "--size" => parsed.size = value.parse().map_err(|_| bad())?,
+            "--duration" => parsed.duration = value.parse().map_err(|_| bad())?,
+            "--warmup" => parsed.warmup = value.parse().map_err(|_| bad())?,
+            "--messages" => parsed.messages = value.parse().map_err(|_| bad())?,
+            "--window" => parsed.window = value.parse().map_err(|_| bad())?,
+            "--server-pid" => parsed.server_pid = Some(value.parse().map_err(|_| bad())?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// A client frame: FIN, `opcode`, masked with [`MASK`].
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 126..=0xFFFF => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    frame
+}
+
+/// The next complete server frame at the start of `buf`: its opcode, the
+/// header length and the payload length.
+fn next_frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let (header, len) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))),
+        127 if buf.len() >= 10 => {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&buf[2..10]);
+            (10, u64::from_be_bytes(len) as usize)
+        }
+        126 | 127 => return None,
+        len => (2, usize::from(len)),
+    };
+    let header = header + if buf[1] & 0x80 != 0 { 4 } else { 0 };
+    (buf.len() >= header + len).then_some((opcode, header, len))
+}
+
+/// Connects and completes the opening handshake; returns the stream and
+/// any bytes that came after the response head.
+async fn open(addr: SocketAddr, path: &str) -> io::Result<(TcpStream, BytesMut)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                return Err(io::Error::other("handshake refused"));
+            }
+            buf.advance(end + 4);
+            return Ok((stream, buf));
+        }
+    }
+}
+
+/// Percentile `p` (0 to 100) of sorted microseconds.
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// The window in which results count.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn new(args: &Args) -> Self {
+        let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+        Self {
+            start,
+            end: start + Duration::from_secs_f64(args.duration),
+        }
+    }
+
+    fn counts(&self, now: Instant) -> bool {
+        now >= self.start && now < self.end
+    }
+}
+
+/// One echo connection: keeps `depth` messages in flight until the window
+/// ends; returns the round trips measured, in microseconds.
+async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>> {
+    let (mut stream, mut buf) = open(args.addr, &args.path).await?;
+    let opcode = if args.binary { 0x2 } else { 0x1 };
+    let payload = vec![b'x'; args.size];
+    let frame = masked_frame(opcode, &payload);
+    let batch = frame.repeat(args.depth);
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(args.depth);
+    let mut latencies = Vec::new();
+
+    stream.write_all(&batch).await?;
+    let now = Instant::now();
+    sent.extend(std::iter::repeat_n(now, args.depth));
+    while Instant::now() < window.end {
+        let read = tokio::time::timeout_at(window.end.into(), stream.read_buf(&mut buf)).await;
+        match read {
+            Err(_) => break,
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Err(error)) => return Err(error),
+            Ok(Ok(_)) => {}
+        }
+        let now = Instant::now();
+        let mut answered = 0;
+        while let Some((opcode, header, len)) = next_frame(&buf) {
+            buf.advance(header + len);
+            match opcode {
+                0x1 | 0x2 => {
+                    let start = sent.pop_front().unwrap_or(now);
+                    if window.counts(now) {
+                        latencies.push(now.duration_since(start).as_micros() as u32);
+                    }
+                    answered += 1;
+                }
+                0x8 => return Ok(latencies),
+                _ => {}
+            }
+        }
+        if answered > 0 {
+            stream.write_all(&batch[..answered * frame.len()]).await?;
+            sent.extend(std::iter::repeat_n(Instant::now(), answered));
+        }
+    }
+    Ok(latencies)
+}
+
+async fn echo(args: Arc<Args>) -> String {
+    let window = Window::new(&args);
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|_| tokio::spawn(echo_connection(args.clone(), window)))
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(mut measured)) => latencies.append(&mut measured),
+            _ => errors += 1,
+        }
+    }
+    latencies.sort_unstable();
+    let messages = latencies.len() as f64 / args.duration;
+    format!(
+        "{{\"mode\":\"echo\",\"connections\":{},\"depth\":{},\"size\":{},\"msgs_per_sec\":{:.0},\
+         \"mb_per_sec\":{:.2},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{}}}",
+        args.connections,
+        args.depth,
+        args.size,
+        messages,
+        messages * args.size as f64 / 1e6,
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        percentile(&latencies, 99.9),
+        errors
+    )
+}
+
+/// Connect, `messages` round trips, close; repeated until the window ends.
+async fn handshake_worker(args: Arc<Args>, window: Window) -> io::Result<u64> {
+    let frame = masked_frame(0x1, b"hello");
+    let close = masked_frame(0x8, &1000u16.to_be_bytes());
+    let mut done = 0;
+    while Instant::now() < window.end {
+        let (mut stream, mut buf) = open(args.addr, &args.path).await?;
+        let mut received = 0;
+        stream.write_all(&frame).await?;
+        let mut closed = false;
+        while !closed {
+            if next_frame(&buf).is_none() && stream.read_buf(&mut buf).await? == 0 {
+                break;
+            }
+            while let Some((opcode, header, len)) = next_frame(&buf) {
+                buf.advance(header + len);
+                match opcode {
+                    0x1 | 0x2 => {
+                        received += 1;
+                        if received < args.messages {
+                            stream.write_all(&frame).await?;
+                        } else {
+                            stream.write_all(&close).await?;
+                        }
+                    }
+                    0x8 => closed = true,
+                    _ => {}
+                }
+            }
+        }
+        // Leave no TIME_WAIT behind on this side.
+        stream.set_zero_linger()?;
+        drop(stream);
+        if closed && window.counts(Instant::now()) {
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+async fn handshake(args: Arc<Args>) -> String {
+    let window = Window::new(&args);
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|_| tokio::spawn(handshake_worker(args.clone(), window)))
+        .collect();
+    let mut total = 0;
+    let mut errors = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(done)) => total += done,
+            _ => errors += 1,
+        }
+    }
+    format!(
+        "{{\"mode\":\"handshake\",\"connections\":{},\"messages\":{},\"handshakes_per_sec\":{:.0},\"errors\":{}}}",
+        args.connections,
+        args.messages,
+        total as f64 / args.duration,
+        errors
+    )
+}
+
+/// Opens `count` connections, at most 64 handshakes at a time.
+async fn open_many(args: &Arc<Args>, count: usize) -> Vec<(TcpStream, BytesMut)> {
+    let gate = Arc::new(Semaphore::new(64));
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let gate = gate.clone();
+            let args = args.clone();
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                open(args.addr, &args.path).await
+            })
+        })
+        .collect();
+    let mut streams = Vec::with_capacity(count);
+    for task in tasks {
+        if let Ok(Ok(stream)) = task.await {
+            streams.push(stream);
+        }
+    }
+    streams
+}
+
+async fn idle(args: Arc<Args>) -> String {
+    let pid = args.server_pid.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid).unwrap_or(0);
+    let streams = open_many(&args, args.connections).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid).unwrap_or(0);
+    let opened = streams.len();
+    let per = (after.saturating_sub(before) * 1024) as f64 / opened.max(1) as f64;
+    drop(streams);
+    format!(
+        "{{\"mode\":\"idle\",\"connections\":{opened},\"rss_before_kib\":{before},\
+         \"rss_after_kib\":{after},\"bytes_per_connection\":{per:.0}}}"
+    )
+}
+
+/// Nanoseconds since the process started, carried in fan-out payloads.
+fn stamp(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+async fn receiver(
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    epoch: Instant,
+    window: Window,
+    stop: Arc<AtomicBool>,
+) -> Vec<u32> {
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let read =
+            tokio::time::timeout(Duration::from_millis(200), stream.read_buf(&mut buf)).await;
+        match read {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+        let now = Instant::now();
+        while let Some((opcode, header, len)) = next_frame(&buf) {
+            if (opcode == 0x1 || opcode == 0x2) && len >= 8 && window.counts(now) {
+                let mut sent = [0u8; 8];
+                sent.copy_from_slice(&buf[header..header + 8]);
+                let sent = u64::from_be_bytes(sent);
+                let latency = stamp(epoch).saturating_sub(sent) / 1000;
+                latencies.push(latency.min(u64::from(u32::MAX)) as u32);
+            }
+            buf.advance(header + len);
+        }
+    }
+    latencies
+}
+
+async fn fanout(args: Arc<Args>) -> String {
+    let epoch = Instant::now();
+    let receivers = open_many(&args, args.connections).await;
+    let opened = receivers.len();
+    let (mut publisher, mut pub_buf) = match open(args.addr, &args.path).await {
+        Ok(opened) => opened,
+        Err(error) => return format!("{{\"mode\":\"fanout\",\"error\":\"{error}\"}}"),
+    };
+    // Let the server put everyone in the room.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let window = Window::new(&args);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = receivers
+        .into_iter()
+        .map(|(stream, buf)| tokio::spawn(receiver(stream, buf, epoch, window, stop.clone())))
+        .collect();
+
+    let size = args.size.max(8);
+    let opcode = 0x2;
+    let mut payload = vec![b'x'; size];
+    let published = AtomicU64::new(0);
+    let message = |payload: &mut Vec<u8>| {
+        payload[..8].copy_from_slice(&stamp(epoch).to_be_bytes());
+        masked_frame(opcode, payload)
+    };
+    let mut rss_during = 0;
+    let mut out = Vec::new();
+    for _ in 0..args.window {
+        out.extend(message(&mut payload));
+    }
+    let _ = publisher.write_all(&out).await;
+    published.fetch_add(args.window as u64, Ordering::Relaxed);
+    while Instant::now() < window.end {
+        let read =
+            tokio::time::timeout_at(window.end.into(), publisher.read_buf(&mut pub_buf)).await;
+        match read {
+            Err(_) | Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+        let mut back = 0;
+        while let Some((opcode, header, len)) = next_frame(&pub_buf) {
+            pub_buf.advance(header + len);
+            if opcode == 0x1 || opcode == 0x2 {
+                back += 1;
+            }
+        }
+        out.clear();
+        for _ in 0..back {
+            out.extend(message(&mut payload));
+        }
+        if !out.is_empty() && publisher.write_all(&out).await.is_err() {
+            break;
+        }
+        published.fetch_add(back, Ordering::Relaxed);
+        if rss_during == 0 && Instant::now() > window.start + (window.end - window.start) / 2 {
+            rss_during = args.server_pid.and_then(rss_kib).unwrap_or(0);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        if let Ok(mut measured) = task.await {
+            latencies.append(&mut measured);
+        }
+    }
+    latencies.sort_unstable();
+    format!(
+        "{{\"mode\":\"fanout\",\"receivers\":{opened},\"size\":{size},\"deliveries_per_sec\":{:.0},\
+         \"published\":{},\"p50_us\":{},\"p99_us\":{},\"server_rss_kib\":{rss_during}}}",
+        latencies.len() as f64 / args.duration,
+        published.load(Ordering::Relaxed),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => Arc::new(args),
+        Err(error) => {
+            eprintln!(
+                "{error}\nusage: ws-load echo|handshake|idle|fanout --addr HOST:PORT [options]"
+            );
+            std::process::exit(2);
+        }
+    };
+    let line = match args.mode.as_str() {
+        "echo" => echo(args).await,
+        "handshake" => handshake(args).await,
+        "idle" => idle(args).await,
+        "fanout" => fanout(args).await,
+        other => {
+            eprintln!("unknown mode {other}");
+            std::process::exit(2);
+        }
+    };
+    println!("{line}");
+}
