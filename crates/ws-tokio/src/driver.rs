@@ -340,7 +340,11 @@ async fn drive<S: Transport>(
     let mut pong_deadline: Option<Instant> = None;
     let mut awaiting_pong = false;
     let mut close_deadline: Option<Instant> = None;
-    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+    // One timer for the earliest deadline, reset only when that changes:
+    // registering a timer on every pass of the loop would cost more than
+    // the rest of a small message's trip.
+    let mut timer = pin!(sleep_until(Instant::now()));
+    let mut armed: Option<Instant> = None;
 
     loop {
         // 1. Decode what was received, as far as the application keeps up.
@@ -475,6 +479,16 @@ async fn drive<S: Transport>(
         // flood then cannot grow the output without bound.
         let can_read = !blocked && out.len() < COALESCE_LIMIT;
         let ping_due = next_ping.filter(|_| !awaiting_pong && conn.state() == State::Open);
+        let deadline = [ping_due, pong_deadline, close_deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        if deadline != armed {
+            if let Some(deadline) = deadline {
+                timer.as_mut().reset(deadline);
+            }
+            armed = deadline;
+        }
         tokio::select! {
             biased;
             io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, cx)) => match io {
@@ -499,29 +513,34 @@ async fn drive<S: Transport>(
                 }
             },
             _ = channels.incoming.reserve(), if blocked => {}
-            () = outbox.notified(), if broadcasts && conn.state() == State::Open => {}
-            () = sleep_until(ping_due.unwrap_or_else(far)), if ping_due.is_some() => {
-                ping_seq += 1;
-                let ping = Message::Ping(ping_seq.to_be_bytes().to_vec().into());
-                let _ = conn.send(&ping, &mut out.tail);
-                ping_sent = Instant::now();
-                awaiting_pong = true;
-                pong_deadline = settings.ping_timeout.map(|t| ping_sent + t);
-                next_ping = settings.ping_interval.map(|interval| ping_sent + interval);
-                tracing::trace!(seq = ping_seq, "sent keepalive ping");
-            }
-            () = sleep_until(pong_deadline.unwrap_or_else(far)), if pong_deadline.is_some() => {
-                tracing::debug!("keepalive ping timed out");
-                failure = Some(Error::KeepaliveTimeout);
-                shared.record_initiated_close();
-                let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                let _ = conn.close(Some(frame), &mut out.tail);
-                out.flush(&mut stream, settings.close_timeout).await;
-                break;
-            }
-            () = sleep_until(close_deadline.unwrap_or_else(far)), if close_deadline.is_some() => {
-                tracing::debug!("close timeout: the peer did not answer the close frame");
-                break;
+            () = poll_fn(|cx| outbox.poll_signal(cx)), if broadcasts && conn.state() == State::Open => {}
+            () = &mut timer, if armed.is_some() => {
+                // Re-arm on the next pass, whatever fired.
+                armed = None;
+                let now = Instant::now();
+                if close_deadline.is_some_and(|d| d <= now) {
+                    tracing::debug!("close timeout: the peer did not answer the close frame");
+                    break;
+                }
+                if pong_deadline.is_some_and(|d| d <= now) {
+                    tracing::debug!("keepalive ping timed out");
+                    failure = Some(Error::KeepaliveTimeout);
+                    shared.record_initiated_close();
+                    let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                    let _ = conn.close(Some(frame), &mut out.tail);
+                    out.flush(&mut stream, settings.close_timeout).await;
+                    break;
+                }
+                if ping_due.is_some_and(|d| d <= now) {
+                    ping_seq += 1;
+                    let ping = Message::Ping(ping_seq.to_be_bytes().to_vec().into());
+                    let _ = conn.send(&ping, &mut out.tail);
+                    ping_sent = now;
+                    awaiting_pong = true;
+                    pong_deadline = settings.ping_timeout.map(|t| ping_sent + t);
+                    next_ping = settings.ping_interval.map(|interval| ping_sent + interval);
+                    tracing::trace!(seq = ping_seq, "sent keepalive ping");
+                }
             }
             () = &mut shutdown, if !shutdown_seen => {
                 shutdown_seen = true;

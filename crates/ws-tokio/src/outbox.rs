@@ -3,10 +3,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 use ws_proto::{CloseCode, FrameHeader, Message, OpCode, SendError};
 
 /// A data message encoded once as a server frame, to be sent to many
@@ -139,7 +140,9 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     dropped: AtomicU64,
-    notify: Notify,
+    /// Set when the driver has something to look at; with its waker.
+    signal: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl Outbox {
@@ -180,7 +183,7 @@ impl Outbox {
                     queue.evicted = Some(code);
                     drop(queue);
                     self.dropped.fetch_add(discarded + 1, Ordering::Relaxed);
-                    self.notify.notify_one();
+                    self.wake();
                     return Pushed::Disconnected;
                 }
             }
@@ -192,7 +195,7 @@ impl Outbox {
         if first {
             // The driver drains the whole queue each time it wakes, so only
             // the first frame of a batch needs to wake it.
-            self.notify.notify_one();
+            self.wake();
         }
         outcome
     }
@@ -254,7 +257,22 @@ impl Outbox {
         queue.bytes = 0;
     }
 
-    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
+    fn wake(&self) {
+        self.signal.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// The driver's side: ready once something was pushed or the
+    /// connection evicted since the last time it was ready.
+    pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.signal.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
