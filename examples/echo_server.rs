@@ -3,18 +3,32 @@
 //! waits for the closing handshakes. This is the server the conformance
 //! suite (Autobahn|Testsuite) runs against.
 //!
-//! Run with: `cargo run --release --example echo_server -- [ADDR]`
+//! Run with: `cargo run --release --example echo_server -- [ADDR] [--tls-cert PATH --tls-key PATH]`
 //! (default `127.0.0.1:9001`), and log with `RUST_LOG=ws_server=debug`.
+//! With a PEM certificate chain and key it serves `wss://` instead.
+
+use std::process::ExitCode;
 
 use futures_util::StreamExt;
-use ws_server::{Server, WebSocket};
+use ws_server::{Server, TlsConfig, WebSocket};
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     ws_examples::init_logging();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let mut addr = "127.0.0.1:9001".to_owned();
+    let (mut cert, mut key) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--tls-cert" => cert = args.next(),
+            "--tls-key" => key = args.next(),
+            other if !other.starts_with("--") => addr = other.to_owned(),
+            other => {
+                eprintln!("unknown option {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
 
     let echo = |mut ws: WebSocket| async move {
         // `next()` yields text and binary messages; pings are answered and
@@ -26,8 +40,30 @@ async fn main() -> std::io::Result<()> {
         }
     };
 
-    Server::builder()
+    let mut server = Server::builder();
+    match (cert, key) {
+        (Some(cert), Some(key)) => match TlsConfig::from_pem_files(&cert, &key) {
+            Ok(tls) => server = server.tls(tls),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {}
+        _ => {
+            eprintln!("--tls-cert and --tls-key go together");
+            return ExitCode::from(2);
+        }
+    }
+    let served = server
         .serve(echo, addr)
         .with_graceful_shutdown(ws_examples::shutdown_signal())
-        .await
+        .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument;
 use url::{Host, Url};
 use ws_proto::{
     ClientRequest, Config, Connection, Decoded, HandshakeResponse, MaskKeySource, Role,
 };
-use ws_tokio::{Handshake, Settings, WebSocket};
+use ws_tokio::{Handshake, Settings, Transport, WebSocket};
 
 use crate::error::{BuildError, ConnectError};
 
@@ -33,6 +33,8 @@ pub struct ClientBuilder {
     config: Config,
     pub(crate) settings: Settings,
     mask_keys: Option<MaskFactory>,
+    #[cfg(feature = "tls")]
+    tls: crate::tls::TlsSettings,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -63,6 +65,8 @@ impl Default for ClientBuilder {
                 .ping_interval(Some(Duration::from_secs(20)))
                 .ping_timeout(Some(Duration::from_secs(10))),
             mask_keys: None,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -167,6 +171,58 @@ impl ClientBuilder {
         self
     }
 
+    /// `wss://`: also trust this root certificate (a private CA).
+    #[cfg(feature = "tls")]
+    pub fn add_root_certificate(
+        mut self,
+        certificate: rustls_pki_types::CertificateDer<'static>,
+    ) -> Self {
+        self.tls.extra_roots.push(certificate);
+        self
+    }
+
+    /// `wss://`: also trust the root certificates in this PEM file (a
+    /// private CA); read when the client is built.
+    #[cfg(feature = "tls")]
+    pub fn add_root_certificates_pem_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.extra_root_files.push(path.into());
+        self
+    }
+
+    /// `wss://`: trust Mozilla's root certificates, compiled in; default on
+    /// (feature `webpki-roots`). Off, only the roots added here (and the
+    /// platform's, if asked) are trusted.
+    #[cfg(feature = "tls")]
+    pub fn webpki_roots(mut self, trust: bool) -> Self {
+        self.tls.webpki_roots = trust;
+        self
+    }
+
+    /// `wss://`: trust the platform's root certificates (feature
+    /// `native-roots`); default off.
+    #[cfg(feature = "native-roots")]
+    pub fn native_roots(mut self, trust: bool) -> Self {
+        self.tls.native_roots = trust;
+        self
+    }
+
+    /// `wss://`: **accepts any server certificate**, whoever it names and
+    /// whoever signed it. For tests against self-signed servers only: it
+    /// removes the protection TLS gives against an attacker in the middle.
+    #[cfg(feature = "tls")]
+    pub fn danger_accept_invalid_certificates(mut self, accept: bool) -> Self {
+        self.tls.danger_accept_invalid_certificates = accept;
+        self
+    }
+
+    /// `wss://`: uses this rustls configuration as it is, instead of one
+    /// built from the settings above.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls.config = Some(config);
+        self
+    }
+
     /// Checks the settings and returns the client.
     ///
     /// # Errors
@@ -207,10 +263,14 @@ impl ClientBuilder {
                 .join("; ");
             Some(HeaderValue::from_str(&joined).map_err(|_| BuildError::InvalidCookie(joined))?)
         };
+        #[cfg(feature = "tls")]
+        let tls = tokio_rustls::TlsConnector::from(self.tls.build()?);
         Ok(Client {
             inner: Arc::new(Inner {
                 builder: self,
                 cookie,
+                #[cfg(feature = "tls")]
+                tls,
             }),
         })
     }
@@ -236,14 +296,26 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     builder: ClientBuilder,
     cookie: Option<HeaderValue>,
+    #[cfg(feature = "tls")]
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("builder", &self.builder)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where to connect, from a `ws://` URL.
 struct Target {
+    /// `wss://`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    secure: bool,
     host: Host<String>,
     port: u16,
     /// The `Host` header: the host, and the port if not the default.
@@ -255,15 +327,19 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Self, ConnectError> {
         let url = Url::parse(url)?;
-        match url.scheme() {
-            "ws" => {}
+        let secure = match url.scheme() {
+            "ws" => false,
+            #[cfg(feature = "tls")]
+            "wss" => true,
             other => return Err(ConnectError::UnsupportedScheme(other.to_owned())),
-        }
+        };
         let host = url.host().ok_or(ConnectError::MissingHost)?.to_owned();
         if matches!(&host, Host::Domain(name) if name.is_empty()) {
             return Err(ConnectError::MissingHost);
         }
-        let port = url.port_or_known_default().unwrap_or(80);
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if secure { 443 } else { 80 });
         let host_str = url.host_str().unwrap_or_default();
         let authority = match url.port() {
             Some(port) => format!("{host_str}:{port}"),
@@ -280,6 +356,7 @@ impl Target {
             resource.push_str(query);
         }
         Ok(Self {
+            secure,
             host,
             port,
             authority,
@@ -359,7 +436,7 @@ impl Client {
         let target = Target::parse(url)?;
         let span = tracing::debug_span!("ws_client", %url);
 
-        let mut stream = timeout(builder.connect_timeout, async {
+        let stream = timeout(builder.connect_timeout, async {
             let addrs = target.addresses().await?;
             connect_any(&addrs).await
         })
@@ -368,14 +445,36 @@ impl Client {
         .map_err(|_| ConnectError::ConnectTimeout(builder.connect_timeout))??;
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
+        // One deadline for the TLS handshake (if any) and the upgrade.
+        let deadline = Instant::now() + builder.handshake_timeout;
 
-        let (request, response, leftover) = timeout(
-            builder.handshake_timeout,
-            self.handshake(&mut stream, &target),
-        )
-        .instrument(span.clone())
-        .await
-        .map_err(|_| ConnectError::HandshakeTimeout(builder.handshake_timeout))??;
+        #[cfg(feature = "tls")]
+        if target.secure {
+            let name = crate::tls::server_name(&target.host)?;
+            let stream = timeout_at(deadline, self.inner.tls.connect(name, stream))
+                .instrument(span.clone())
+                .await
+                .map_err(|_| ConnectError::HandshakeTimeout(builder.handshake_timeout))?
+                .map_err(ConnectError::Tls)?;
+            return self.upgrade(stream, &target, peer, deadline, span).await;
+        }
+        self.upgrade(stream, &target, peer, deadline, span).await
+    }
+
+    async fn upgrade<S: Transport>(
+        &self,
+        mut stream: S,
+        target: &Target,
+        peer: Option<SocketAddr>,
+        deadline: Instant,
+        span: tracing::Span,
+    ) -> Result<(WebSocket, HandshakeResponse), ConnectError> {
+        let builder = &self.inner.builder;
+        let (request, response, leftover) =
+            timeout_at(deadline, self.handshake(&mut stream, target))
+                .instrument(span.clone())
+                .await
+                .map_err(|_| ConnectError::HandshakeTimeout(builder.handshake_timeout))??;
 
         let mut conn = Connection::builder(Role::Client).config(builder.config.clone());
         if let Some(factory) = &builder.mask_keys {
@@ -405,9 +504,9 @@ impl Client {
         Ok((ws, response))
     }
 
-    async fn handshake(
+    async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         target: &Target,
     ) -> Result<(Request<()>, HandshakeResponse, BytesMut), ConnectError> {
         let builder = &self.inner.builder;
@@ -544,8 +643,15 @@ mod tests {
             "the default port is left out"
         );
         assert!(matches!(
-            Target::parse("wss://example.com/"),
-            Err(ConnectError::UnsupportedScheme(s)) if s == "wss"
+            Target::parse("http://example.com/"),
+            Err(ConnectError::UnsupportedScheme(s)) if s == "http"
         ));
+        #[cfg(feature = "tls")]
+        {
+            let target = Target::parse("wss://example.com/feed").unwrap();
+            assert!(target.secure);
+            assert_eq!(target.port, 443);
+            assert_eq!(target.authority, "example.com");
+        }
     }
 }

@@ -24,12 +24,13 @@ pub enum BuildError {
         /// The timeout set.
         timeout: Duration,
     },
-    /// A ping timeout without a ping interval: nothing would be timed.
-    #[error("ping_timeout ({0:?}) is set but the heartbeat is off (no ping_interval)")]
-    PingTimeoutWithoutInterval(Duration),
     /// A cookie name or value that cannot go in a `Cookie` header.
     #[error("invalid cookie {0:?}")]
     InvalidCookie(String),
+    /// The TLS settings cannot work: an unreadable or malformed CA file, no
+    /// platform roots, an invalid server name.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Why [`connect`](crate::connect) failed.
@@ -42,8 +43,9 @@ pub enum ConnectError {
     /// The URL did not parse.
     #[error("invalid URL: {0}")]
     InvalidUrl(#[from] url::ParseError),
-    /// The URL's scheme is not `ws` (or `wss`, which needs TLS).
-    #[error("unsupported URL scheme {0:?}: expected ws://")]
+    /// The URL's scheme is not `ws` or `wss` (`wss` needs the `tls`
+    /// feature).
+    #[error("unsupported URL scheme {0:?}: expected ws:// or wss://")]
     UnsupportedScheme(String),
     /// The URL has no host.
     #[error("URL has no host")]
@@ -67,8 +69,13 @@ pub enum ConnectError {
     /// than the connect timeout.
     #[error("connect timed out after {0:?}")]
     ConnectTimeout(Duration),
-    /// The server did not complete the opening handshake within the
-    /// handshake timeout.
+    /// The TLS handshake failed: a certificate that is not trusted or not
+    /// for this host name (the inner error is then a `rustls::Error`), or
+    /// a server that does not speak TLS.
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
+    /// The server did not complete the opening handshake (TLS included)
+    /// within the handshake timeout.
     #[error("opening handshake timed out after {0:?}")]
     HandshakeTimeout(Duration),
     /// The server answered with another status than 101: its status,
@@ -119,6 +126,9 @@ impl ConnectError {
             | Self::ClosedDuringHandshake
             | Self::Io(_) => true,
             Self::Rejected(rejected) => rejected.status.is_server_error(),
+            // A certificate problem (rustls reports those as invalid data)
+            // stays; a connection cut mid-handshake may not.
+            Self::Tls(error) => error.kind() != io::ErrorKind::InvalidData,
             Self::Build(_)
             | Self::InvalidUrl(_)
             | Self::UnsupportedScheme(_)

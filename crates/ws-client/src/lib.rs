@@ -51,10 +51,18 @@
 mod app;
 mod client;
 mod error;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use app::{App, AppError, Callbacks, Reconnect};
 pub use client::{Client, ClientBuilder, connect};
 pub use error::{BuildError, ConnectError};
+/// rustls, whose `ClientConfig` [`ClientBuilder::tls_config`] takes.
+#[cfg(feature = "tls")]
+pub use rustls;
+/// Certificate types, for [`ClientBuilder::add_root_certificate`].
+#[cfg(feature = "tls")]
+pub use rustls_pki_types as pki_types;
 /// The sans-I/O core, whose types appear in this API.
 pub use ws_proto as proto;
 /// The `http` crate, whose types appear in this API.

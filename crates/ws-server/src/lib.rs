@@ -35,11 +35,18 @@
 
 mod hub;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use hub::{Audience, Backplane, Delivery, Hub, HubBuilder, Member, MemberId, Publication};
+/// rustls, whose `ServerConfig` [`TlsConfig::from_rustls`] takes.
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use server::{
     Accept, HandshakeRequest, HandshakeResult, Listen, Serve, Server, ServerBuilder, serve,
 };
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsError};
 /// The sans-I/O core, whose types ([`Message`],
 /// [`CloseCode`], ...) appear in this API.
 pub use ws_proto as proto;

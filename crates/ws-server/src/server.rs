@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument;
 use ws_proto::{
     Config, Connection, Decoded, Rejection, RequestError, RequestLimits, RequestParser, Role,
     validate_request, write_accept,
 };
 
-use ws_tokio::{Handshake, Settings, WebSocket};
+use ws_tokio::{Handshake, Settings, Transport, WebSocket};
 
 /// Accepts or rejects an upgrade request; see [`ServerBuilder::on_handshake`].
 pub type HandshakeResult = Result<Accept, Rejection>;
@@ -154,6 +154,8 @@ pub struct ServerBuilder {
     protocols: Vec<String>,
     health_check: Option<String>,
     hook: Option<Hook>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -185,6 +187,8 @@ impl Server {
             protocols: Vec::new(),
             health_check: None,
             hook: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -313,6 +317,16 @@ impl ServerBuilder {
         Fut: Future<Output = HandshakeResult> + Send + 'static,
     {
         self.hook = Some(Arc::new(move |request| Box::pin(hook(request))));
+        self
+    }
+
+    /// Serves `wss://`: every connection starts with a TLS handshake, which
+    /// the handshake timeout covers too. A client that does not speak TLS
+    /// (a plain `ws://` client) fails its handshake and is dropped; the
+    /// server goes on serving.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::tls::TlsConfig) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -450,7 +464,8 @@ async fn run(serve: Serve) -> io::Result<()> {
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     tracing::debug!(%peer, "too many connections: 503");
-                    tasks.spawn(reject_busy(stream));
+                    let shared = shared.clone();
+                    tasks.spawn(async move { reject_busy(stream, &shared.builder).await });
                     continue;
                 };
                 let shared = shared.clone();
@@ -482,8 +497,21 @@ async fn run(serve: Serve) -> io::Result<()> {
     Ok(())
 }
 
-/// Answers a connection over the limit with 503 and closes it.
-async fn reject_busy(mut stream: TcpStream) {
+/// Answers a connection over the limit with 503 and closes it (after the
+/// TLS handshake, on a TLS server).
+async fn reject_busy(stream: TcpStream, builder: &ServerBuilder) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &builder.tls {
+        if let Ok(Ok(stream)) = timeout(Duration::from_secs(1), tls.acceptor.accept(stream)).await {
+            write_busy(stream).await;
+        }
+        return;
+    }
+    let _ = builder;
+    write_busy(stream).await;
+}
+
+async fn write_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let mut out = BytesMut::new();
     Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
         .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
@@ -497,18 +525,35 @@ async fn reject_busy(mut stream: TcpStream) {
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
     shutdown: watch::Receiver<bool>,
 ) {
-    let builder = &shared.builder;
     let _ = stream.set_nodelay(true);
-    let outcome = timeout(
-        builder.handshake_timeout,
-        handshake(&mut stream, peer, builder),
-    )
-    .await;
+    // One deadline for the TLS handshake (if any) and the HTTP upgrade.
+    let deadline = Instant::now() + shared.builder.handshake_timeout;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.builder.tls {
+        match timeout_at(deadline, tls.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => upgrade(stream, peer, shared, shutdown, deadline).await,
+            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+        return;
+    }
+    upgrade(stream, peer, shared, shutdown, deadline).await;
+}
+
+async fn upgrade<S: Transport>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: watch::Receiver<bool>,
+    deadline: Instant,
+) {
+    let builder = &shared.builder;
+    let outcome = timeout_at(deadline, handshake(&mut stream, peer, builder)).await;
     let (handshake, leftover) = match outcome {
         Ok(Ok(Some(accepted))) => accepted,
         Ok(Ok(None)) => return,
@@ -541,8 +586,8 @@ async fn connection(
 
 /// Reads and answers the upgrade request. `Ok(None)`: answered with an
 /// HTTP response (a rejection or the health check), nothing more to do.
-async fn handshake(
-    stream: &mut TcpStream,
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     peer: SocketAddr,
     builder: &ServerBuilder,
 ) -> io::Result<Option<(Handshake, BytesMut)>> {
@@ -610,7 +655,10 @@ async fn handshake(
     Ok(Some((handshake, leftover)))
 }
 
-async fn reject<T>(stream: &mut TcpStream, rejection: Rejection) -> io::Result<Option<T>> {
+async fn reject<S: AsyncRead + AsyncWrite + Unpin, T>(
+    stream: &mut S,
+    rejection: Rejection,
+) -> io::Result<Option<T>> {
     tracing::debug!(status = %rejection.status, "handshake rejected");
     let mut out = BytesMut::new();
     rejection.write(&mut out);

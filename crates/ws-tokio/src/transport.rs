@@ -46,3 +46,11 @@ impl<T: Transport> Transport for Box<T> {
         (**self).poll_read_ready(cx)
     }
 }
+
+/// TLS streams: rustls buffers decrypted bytes itself, so readiness of the
+/// socket says nothing about them; the driver keeps a small read buffer.
+#[cfg(feature = "rustls")]
+impl<T: Transport> Transport for tokio_rustls::server::TlsStream<T> {}
+
+#[cfg(feature = "rustls")]
+impl<T: Transport> Transport for tokio_rustls::client::TlsStream<T> {}

@@ -5,3 +5,4 @@ mod client;
 mod hub;
 mod proto_interop;
 mod server;
+mod tls;
