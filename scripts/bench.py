@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -42,42 +43,78 @@ BROADCAST_SERVERS = {
     OURS: ["examples/broadcast_server"],
     TT: ["tt-broadcast"],
 }
+TLS_DIR = os.path.join(ROOT, "target", "bench-tls")
+TLS_FILES = ["--tls-cert", os.path.join(TLS_DIR, "cert.pem"),
+             "--tls-key", os.path.join(TLS_DIR, "key.pem")]
+TLS_CA = ["--tls-ca", os.path.join(TLS_DIR, "ca.pem")]
+WSS_SERVERS = {
+    OURS: ["examples/echo_server"] + TLS_FILES,
+    TT: ["tt-echo"] + TLS_FILES,
+}
 
 # name, servers, ws-load arguments, metric, higher is better, goal text,
-# goal check on (ours / tt, ours / fws).
+# goal check on (our median, ours / tt, ours / fws), or None: no goal.
 PROFILES = [
     ("echo 64 conn x 1 in flight, 5 B text", ECHO_SERVERS,
      ["echo", "--connections", "64", "--depth", "1", "--size", "5"],
      "msgs_per_sec", True, ">= 1.3x tokio-tungstenite and >= fastwebsockets",
-     lambda tt, fws: tt >= 1.3 and fws >= 1.0),
+     lambda ours, tt, fws: tt >= 1.3 and fws >= 1.0),
     ("echo 64 conn x 16 in flight, 5 B text", ECHO_SERVERS,
      ["echo", "--connections", "64", "--depth", "16", "--size", "5"],
      "msgs_per_sec", True, ">= 8x tokio-tungstenite",
-     lambda tt, fws: tt >= 8.0),
+     lambda ours, tt, fws: tt >= 8.0),
     ("echo 16 conn, 64 KiB binary", ECHO_SERVERS,
      ["echo", "--connections", "16", "--depth", "1", "--size", "65536", "--binary"],
      "mb_per_sec", True, ">= 1.5x tokio-tungstenite",
-     lambda tt, fws: tt >= 1.5),
+     lambda ours, tt, fws: tt >= 1.5),
     ("echo 16 conn, 1 MiB binary", ECHO_SERVERS,
      ["echo", "--connections", "16", "--depth", "1", "--size", "1048576", "--binary"],
      "mb_per_sec", True, ">= 1.5x tokio-tungstenite",
-     lambda tt, fws: tt >= 1.5),
+     lambda ours, tt, fws: tt >= 1.5),
     ("handshake, 10 messages, close (16 workers)", ECHO_SERVERS,
      ["handshake", "--connections", "16", "--messages", "10"],
      "handshakes_per_sec", True, ">= 1.3x tokio-tungstenite",
-     lambda tt, fws: tt >= 1.3),
+     lambda ours, tt, fws: tt >= 1.3),
     ("5 000 idle connections: bytes each", ECHO_SERVERS,
      ["idle", "--connections", "5000"],
      "bytes_per_connection", False, "<= 2 KiB per connection",
-     None),
+     lambda ours, tt, fws: ours <= 2048),
+    ("wss echo 64 conn x 1 in flight, 5 B text", WSS_SERVERS,
+     ["echo", "--connections", "64", "--depth", "1", "--size", "5"] + TLS_CA,
+     "msgs_per_sec", True, "ratio reported", None),
+    ("wss echo 16 conn, 64 KiB binary", WSS_SERVERS,
+     ["echo", "--connections", "16", "--depth", "1", "--size", "65536", "--binary"] + TLS_CA,
+     "mb_per_sec", True, "ratio reported", None),
 ] + [
     (f"fan-out to {n} receivers, {label}", BROADCAST_SERVERS,
      ["fanout", "--receivers", str(n), "--size", str(size), "--window", "16"],
      "deliveries_per_sec", True, ">= 3x tokio-tungstenite",
-     lambda tt, fws: tt >= 3.0)
+     lambda ours, tt, fws: tt >= 3.0)
     for n in (100, 1000, 10000)
     for size, label in ((16, "16 B"), (4096, "4 KiB"))
 ]
+
+
+def make_certificates():
+    """A CA and a certificate for localhost it signed, for the wss profiles.
+    Returns False (and the wss profiles are skipped) without openssl."""
+    if shutil.which("openssl") is None:
+        print("openssl not found: skipping the wss profiles")
+        return False
+    os.makedirs(TLS_DIR, exist_ok=True)
+    if os.path.exists(os.path.join(TLS_DIR, "cert.pem")):
+        return True
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=TLS_DIR, check=True,
+                                       capture_output=True)
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+        "-subj", "/CN=ws bench CA")
+    run("req", *ec, "-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(TLS_DIR, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "cert.pem", "-days", "30", "-extfile", "san.ext")
+    return True
 
 PORT = 9300
 
@@ -112,7 +149,7 @@ def run_once(server_cmd, load_args, duration, warmup):
     port = PORT
     addr = f"127.0.0.1:{port}"
     env = dict(os.environ, RUST_LOG="warn")
-    server = subprocess.Popen([os.path.join(RELEASE, server_cmd[0]), addr],
+    server = subprocess.Popen([os.path.join(RELEASE, server_cmd[0]), addr] + server_cmd[1:],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         if not wait_listening(port):
@@ -145,12 +182,14 @@ def main():
     limit = raise_fd_limit()
     build()
     profiles = PROFILES
+    if not make_certificates():
+        profiles = [p for p in profiles if p[1] is not WSS_SERVERS]
     if opts.only:
         wanted = opts.only.split(",")
-        profiles = [p for p in PROFILES if any(w in p[0] for w in wanted)]
+        profiles = [p for p in profiles if any(w in p[0] for w in wanted)]
     if opts.smoke:
         # Small versions of each kind of profile.
-        profiles = [p for p in PROFILES if "10000" not in p[2] and "1048576" not in p[2]
+        profiles = [p for p in profiles if "10000" not in p[2] and "1048576" not in p[2]
                     and "5000" not in p[2]]
 
     results = {p[0]: {name: [] for name in p[1]} for p in profiles}
@@ -215,9 +254,10 @@ def write_report(profiles, results, opts):
 
         r_tt, r_fws = ratio(TT), ratio(FWS)
         if check is None:
-            met = ours is not None and ours <= 2048
+            met = None
         else:
-            met = r_tt is not None and check(r_tt, r_fws if r_fws is not None else 0.0)
+            met = ours is not None and r_tt is not None and check(
+                ours, r_tt, r_fws if r_fws is not None else 0.0)
         extra = ""
         if metric in ("msgs_per_sec", "deliveries_per_sec"):
             p50 = median_of(results[name][OURS], "p50_us")
@@ -236,7 +276,7 @@ def write_report(profiles, results, opts):
             fmt(medians.get(FWS), metric) if FWS in servers else "",
             f"{r_tt:.2f}x" if r_tt else "n/a",
             (f"{r_fws:.2f}x" if r_fws else "n/a") if FWS in servers else "",
-            f"{goal}: {'met' if met else 'not met'}", extra))
+            goal if met is None else f"{goal}: {'met' if met else 'not met'}", extra))
         plot.append((name, r_tt, r_fws if FWS in servers else None))
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"

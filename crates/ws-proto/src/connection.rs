@@ -341,6 +341,66 @@ impl Connection {
         Ok(())
     }
 
+    /// As [`send`](Self::send), but a large server payload is not copied:
+    /// only the frame's header goes into `out`, and the payload is returned,
+    /// to be written right after `out` (with a vectored write, say).
+    ///
+    /// Applies to a server's text and binary messages of at least
+    /// `min_shared` bytes; anything else (a client's frames, which are
+    /// masked, and small or control messages) is encoded whole into `out`
+    /// and `None` is returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_vectored(
+        &mut self,
+        message: &Message,
+        out: &mut BytesMut,
+        min_shared: usize,
+    ) -> Result<Option<Bytes>, SendError> {
+        let payload = match message {
+            Message::Text(text) if self.role == Role::Server => text.clone().into_bytes(),
+            Message::Binary(data) if self.role == Role::Server => data.clone(),
+            _ => return self.send(message, out).map(|()| None),
+        };
+        if payload.len() < min_shared {
+            return self.send(message, out).map(|()| None);
+        }
+        let failing = self.failed && self.pending_close.is_some();
+        if (self.close_sent && !failing) || self.eof {
+            return Err(SendError::Closed);
+        }
+        if !failing {
+            self.poll_transmit(out);
+        }
+        let opcode = if matches!(message, Message::Text(_)) {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        }
+        .encode(out);
+        Ok(Some(payload))
+    }
+
+    /// How many more bytes would complete the frame being received: once
+    /// its header has arrived (and passed the size limits), the rest of its
+    /// payload; 0 otherwise. A driver can size its next read with it, so
+    /// that a large frame arrives in few reads.
+    pub fn bytes_wanted(&self) -> usize {
+        match &self.header {
+            Some(header) => (header.payload_len as usize).saturating_sub(self.rx.len()),
+            None => 0,
+        }
+    }
+
     /// Starts the closing handshake: writes a close frame into `out` and
     /// moves to [`State::Closing`], where the driver waits for the peer's
     /// close frame. `None` sends a close frame without a status code.

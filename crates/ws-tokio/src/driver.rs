@@ -22,6 +22,13 @@ use crate::websocket::{Command, Handshake, Shared, WebSocket, payload_len};
 
 /// Bytes reserved in the read buffer before a read.
 const READ_CHUNK: usize = 8 * 1024;
+/// The most reserved for one read when a large frame is arriving: its
+/// header announced the size (within the limits), so the buffer grows once
+/// and the frame arrives in few reads.
+const READ_MAX: usize = 1 << 20;
+/// Payloads from this size on are written from the application's buffer
+/// (a vectored write) instead of being copied into the output.
+const SHARE_PAYLOAD_MIN: usize = 16 * 1024;
 /// Outgoing bytes gathered into one write before the socket is written.
 const COALESCE_LIMIT: usize = 256 * 1024;
 /// After a protocol error, how long the application has to take the
@@ -301,9 +308,11 @@ fn poll_io<S: Transport>(
             Poll::Ready(Ok(())) => {}
         }
     }
+    let want = conn.bytes_wanted().clamp(READ_CHUNK, READ_MAX);
     let buf = conn.read_buffer();
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
+    let spare = buf.capacity() - buf.len();
+    if spare < 1024 || spare < want {
+        buf.reserve(want);
     }
     let read = pin!(stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
     if read.is_pending() {
@@ -572,14 +581,16 @@ async fn drive<S: Transport>(
     }
 }
 
-fn apply(conn: &mut Connection, command: Command, out: &mut Output, budget: &Semaphore) {
-    let out = &mut out.tail;
+fn apply(conn: &mut Connection, command: Command, output: &mut Output, budget: &Semaphore) {
+    let out = &mut output.tail;
     match command {
         Command::Send(message, permit) => {
             tracing::trace!(len = payload_len(&message), "sending message");
             // A send after close is dropped: the application learns it from
             // its next send, which finds the queue closed.
-            let _ = conn.send(&message, out);
+            if let Ok(Some(payload)) = conn.send_vectored(&message, out, SHARE_PAYLOAD_MIN) {
+                output.push_shared(payload);
+            }
             drop(permit);
         }
         Command::Close(frame) => {

@@ -18,21 +18,31 @@
 //!   publisher keeps W messages in flight, paced by its own copies coming
 //!   back. Deliveries/s, p50/p99 publish-to-receive latency, server memory.
 //!
-//! Every mode takes `--warmup S` (default 1): nothing is counted before it.
+//! Every mode takes `--warmup S` (default 1): nothing is counted before it,
+//! and `--tls-ca PATH` to speak `wss://` (server name `localhost`, trusting
+//! the CA in PATH).
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// Set by `--tls-ca`: connections speak TLS first.
+static TLS: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+
+/// A connection, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -87,6 +97,9 @@ fn parse_args() -> Result<Args, String> {
             "--messages" => parsed.messages = value.parse().map_err(|_| bad())?,
             "--window" => parsed.window = value.parse().map_err(|_| bad())?,
             "--server-pid" => parsed.server_pid = Some(value.parse().map_err(|_| bad())?),
+            "--tls-ca" => {
+                let _ = TLS.set(ws_bench::tls_connector(value.as_ref()));
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -135,9 +148,19 @@ fn next_frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
 
 /// Connects and completes the opening handshake; returns the stream and
 /// any bytes that came after the response head.
-async fn open(addr: SocketAddr, path: &str) -> io::Result<(TcpStream, BytesMut)> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+async fn open(addr: SocketAddr, path: &str) -> io::Result<(Stream, BytesMut)> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    // Leave no TIME_WAIT behind on this side when the connection is dropped.
+    tcp.set_zero_linger()?;
+    let mut stream: Stream = match TLS.get() {
+        Some(tls) => {
+            let name =
+                rustls_pki_types::ServerName::try_from("localhost").map_err(io::Error::other)?;
+            Box::new(tls.connect(name, tcp).await?)
+        }
+        None => Box::new(tcp),
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -302,8 +325,6 @@ async fn handshake_worker(args: Arc<Args>, window: Window) -> io::Result<u64> {
                 }
             }
         }
-        // Leave no TIME_WAIT behind on this side.
-        stream.set_zero_linger()?;
         drop(stream);
         if closed && window.counts(Instant::now()) {
             done += 1;
@@ -335,7 +356,7 @@ async fn handshake(args: Arc<Args>) -> String {
 }
 
 /// Opens `count` connections, at most 64 handshakes at a time.
-async fn open_many(args: &Arc<Args>, count: usize) -> Vec<(TcpStream, BytesMut)> {
+async fn open_many(args: &Arc<Args>, count: usize) -> Vec<(Stream, BytesMut)> {
     let gate = Arc::new(Semaphore::new(64));
     let tasks: Vec<_> = (0..count)
         .map(|_| {
@@ -378,7 +399,7 @@ fn stamp(epoch: Instant) -> u64 {
 }
 
 async fn receiver(
-    mut stream: TcpStream,
+    mut stream: Stream,
     mut buf: BytesMut,
     epoch: Instant,
     window: Window,

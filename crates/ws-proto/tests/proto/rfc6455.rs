@@ -583,6 +583,63 @@ mod section_5_5_1_and_7_close {
     }
 }
 
+mod section_5_2_vectored_sends_and_read_sizing {
+    use super::*;
+
+    #[test]
+    fn a_large_server_payload_is_returned_not_copied() {
+        let mut conn = server();
+        let data = Bytes::from(vec![9u8; 70_000]);
+        let mut out = BytesMut::new();
+        let payload = conn
+            .send_vectored(&Message::Binary(data.clone()), &mut out, 16 * 1024)
+            .unwrap()
+            .expect("shared");
+        // The header alone, with the 64-bit length; then the same bytes.
+        assert_eq!(&out[..2], &[0x82, 127]);
+        assert_eq!(&out[2..], &70_000u64.to_be_bytes());
+        assert_eq!(payload.as_ptr(), data.as_ptr(), "not copied");
+        // Header plus payload equal what `send` writes.
+        let mut whole = BytesMut::new();
+        server().send(&Message::Binary(data), &mut whole).unwrap();
+        let mut joined = out.to_vec();
+        joined.extend_from_slice(&payload);
+        assert_eq!(joined, whole.to_vec());
+    }
+
+    #[test]
+    fn small_control_and_client_messages_are_encoded_whole() {
+        let mut conn = server();
+        let mut out = BytesMut::new();
+        let small = conn
+            .send_vectored(&Message::text("hi"), &mut out, 16)
+            .unwrap();
+        assert!(small.is_none());
+        assert_eq!(&out[..], &[0x81, 2, b'h', b'i']);
+        let mut conn = client();
+        let mut out = BytesMut::new();
+        let masked = conn
+            .send_vectored(&Message::binary(vec![1u8; 100]), &mut out, 16)
+            .unwrap();
+        assert!(masked.is_none(), "client frames are masked, never shared");
+        assert_eq!(out.len(), 2 + 4 + 100);
+    }
+
+    #[test]
+    fn bytes_wanted_is_the_rest_of_the_frame_after_its_header() {
+        let mut conn = server();
+        assert_eq!(conn.bytes_wanted(), 0);
+        let bytes = client_frame(true, 0x2, &[0; 1000]);
+        // The header (2 + 2 + 4 bytes) and 100 bytes of payload.
+        conn.handle_bytes(&bytes[..108]);
+        assert_eq!(conn.poll_message(), Ok(None));
+        assert_eq!(conn.bytes_wanted(), 900);
+        conn.handle_bytes(&bytes[108..]);
+        assert!(matches!(conn.poll_message(), Ok(Some(Message::Binary(_)))));
+        assert_eq!(conn.bytes_wanted(), 0);
+    }
+}
+
 mod idle_memory {
     use super::*;
 
