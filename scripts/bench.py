@@ -198,8 +198,10 @@ def main():
             name, servers, load_args, metric = profile[:4]
             if opts.smoke:
                 load_args = [a if a not in ("1000",) else "50" for a in load_args]
-            needed = 2 * int(next((load_args[i + 1] for i, a in enumerate(load_args)
-                                   if a in ("--connections", "--receivers")), "1")) + 100
+            # The server and the load generator are separate processes:
+            # each needs a descriptor per connection.
+            needed = int(next((load_args[i + 1] for i, a in enumerate(load_args)
+                               if a in ("--connections", "--receivers")), "1")) + 100
             if needed > limit:
                 print(f"skipping {name}: needs {needed} file descriptors, limit {limit}")
                 continue
@@ -221,6 +223,16 @@ def main():
             sys.exit(1)
         print("smoke run complete")
         return
+    # A partial run (--only) replaces its profiles in the last full results
+    # and reports them all.
+    saved = os.path.join(ROOT, "target", "bench-results.json")
+    if opts.only and os.path.exists(saved):
+        with open(saved) as f:
+            previous = json.load(f)
+        previous.update(results)
+        results = previous
+        names = set(results)
+        profiles = [p for p in PROFILES if p[0] in names]
     write_report(profiles, results, opts)
 
 

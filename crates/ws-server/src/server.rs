@@ -535,8 +535,11 @@ async fn connection(
     let deadline = Instant::now() + shared.builder.handshake_timeout;
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.builder.tls {
-        match timeout_at(deadline, tls.acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => upgrade(stream, peer, shared, shutdown, deadline).await,
+        // Boxed: a TLS stream holds rustls's state inline, several KiB that
+        // every plain connection's task would otherwise reserve too.
+        let accepted = Box::pin(timeout_at(deadline, tls.acceptor.accept(stream))).await;
+        match accepted {
+            Ok(Ok(stream)) => Box::pin(upgrade(stream, peer, shared, shutdown, deadline)).await,
             Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
         }
