@@ -559,25 +559,34 @@ async fn drive<S: Transport>(
         }
     }
 
+    outbox.close();
+    channels.budget.close();
+    tracing::debug!(code = %conn.close_code(), "connection closed");
     // RFC 6455 section 7.1.1: "the underlying TCP connection, in most normal
     // cases, SHOULD be closed first by the server, so that it holds the
     // TIME_WAIT state and not the client". After a clean closing handshake a
-    // client waits for the server's end of stream.
-    if conn.role() == Role::Client && !eof && conn.close_received().is_some() && failure.is_none() {
+    // client waits for the server's end of stream (below); anyone else
+    // closes now.
+    let client_waits =
+        conn.role() == Role::Client && !eof && conn.close_received().is_some() && failure.is_none();
+    if !client_waits {
+        let _ = timeout(settings.close_timeout, stream.shutdown()).await;
+    }
+    if let Some(failure) = failure
+        && incoming_open
+    {
+        let _ = timeout(settings.close_timeout, channels.incoming.send(Err(failure))).await;
+    }
+    // The application's stream ends here: `close().await` returns once the
+    // closing handshake is done, not after the wait for the server.
+    drop(channels);
+    if client_waits {
         let _ = timeout(settings.close_timeout, async {
             let mut scratch = [0u8; 512];
             while let Ok(1..) = tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {}
         })
         .await;
-    }
-    outbox.close();
-    let _ = timeout(settings.close_timeout, stream.shutdown()).await;
-    channels.budget.close();
-    tracing::debug!(code = %conn.close_code(), "connection closed");
-    if let Some(failure) = failure
-        && incoming_open
-    {
-        let _ = timeout(settings.close_timeout, channels.incoming.send(Err(failure))).await;
+        let _ = timeout(settings.close_timeout, stream.shutdown()).await;
     }
 }
 

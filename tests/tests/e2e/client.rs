@@ -189,9 +189,12 @@ async fn short_style_in_four_lines_against_ws_server() {
 #[tokio::test]
 async fn section_7_1_1_client_waits_for_the_server_to_close_tcp() {
     // The server answers the close, then keeps the TCP connection open for a
-    // moment before closing it; the client must not close it first.
+    // moment before closing it: the client must not close it first, and
+    // `close().await` must not wait for it either.
+    let server_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = server_closed.clone();
     let (done_tx, done_rx) = oneshot::channel();
-    let addr = raw_server(|mut stream, key| async move {
+    let addr = raw_server(move |mut stream, key| async move {
         stream
             .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
             .await
@@ -201,11 +204,12 @@ async fn section_7_1_1_client_waits_for_the_server_to_close_tcp() {
         stream.read_exact(&mut frame).await.unwrap();
         assert_eq!(frame[0], 0x88);
         stream.write_all(&[0x88, 2, 0x03, 0xE8]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         // Still open: a read would block, not see end of stream.
         let mut byte = [0u8; 1];
         let early = timeout(Duration::from_millis(50), stream.read(&mut byte)).await;
         let _ = done_tx.send(early.is_err());
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
     })
     .await;
     let (ws, _) = quiet().connect(format!("ws://{addr}/")).await.unwrap();
@@ -213,6 +217,10 @@ async fn section_7_1_1_client_waits_for_the_server_to_close_tcp() {
         .await
         .unwrap()
         .unwrap();
+    assert!(
+        !server_closed.load(std::sync::atomic::Ordering::SeqCst),
+        "close() waited for the server's TCP close"
+    );
     assert!(
         done_rx.await.unwrap(),
         "the client closed TCP before the server"
