@@ -334,6 +334,7 @@ async fn drive<S: Transport>(
 ) {
     let mut shutdown = pin!(shutdown);
     let mut out = Output::default();
+    let mut released = 0usize;
     let outbox = shared.outbox();
     let broadcasts = conn.role() == Role::Server;
     let mut eof = false;
@@ -438,14 +439,14 @@ async fn drive<S: Transport>(
             .await;
             incoming_open = false;
             while let Ok(command) = channels.commands.try_recv() {
-                apply(&mut conn, command, &mut out, &channels.budget);
+                apply(&mut conn, command, &mut out, &channels.budget, &mut released);
             }
         }
 
         // 2. Gather what the application queued.
         while commands_open && out.len() < COALESCE_LIMIT {
             match channels.commands.try_recv() {
-                Ok(command) => apply(&mut conn, command, &mut out, &channels.budget),
+                Ok(command) => apply(&mut conn, command, &mut out, &channels.budget, &mut released),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     commands_open = false;
@@ -454,6 +455,9 @@ async fn drive<S: Transport>(
                     let _ = conn.close(Some(frame), &mut out.tail);
                 }
             }
+        }
+        if released > 0 {
+            channels.budget.add_permits(std::mem::take(&mut released));
         }
         conn.poll_transmit(&mut out.tail);
         // 2b. Take broadcast frames while the output has room.
@@ -514,7 +518,7 @@ async fn drive<S: Transport>(
                 Err(error) => { failure.get_or_insert(error.into()); break; }
             },
             command = channels.commands.recv(), if commands_open && out.len() < COALESCE_LIMIT => match command {
-                Some(command) => apply(&mut conn, command, &mut out, &channels.budget),
+                Some(command) => apply(&mut conn, command, &mut out, &channels.budget, &mut released),
                 None => {
                     commands_open = false;
                     let frame = CloseFrame::new(CloseCode::NORMAL, "");
@@ -590,17 +594,25 @@ async fn drive<S: Transport>(
     }
 }
 
-fn apply(conn: &mut Connection, command: Command, output: &mut Output, budget: &Semaphore) {
+/// Applies one command. The budget units of a sent message are added to
+/// `released`, which the driver returns to the budget once per pass.
+fn apply(
+    conn: &mut Connection,
+    command: Command,
+    output: &mut Output,
+    budget: &Semaphore,
+    released: &mut usize,
+) {
     let out = &mut output.tail;
     match command {
-        Command::Send(message, permit) => {
+        Command::Send(message, units) => {
             tracing::trace!(len = payload_len(&message), "sending message");
             // A send after close is dropped: the application learns it from
             // its next send, which finds the queue closed.
             if let Ok(Some(payload)) = conn.send_vectored(&message, out, SHARE_PAYLOAD_MIN) {
                 output.push_shared(payload);
             }
-            drop(permit);
+            *released += units as usize;
         }
         Command::Close(frame) => {
             tracing::debug!(?frame, "closing");

@@ -124,7 +124,9 @@ impl Shared {
 
 /// A command from the application to the connection's driver.
 pub(crate) enum Command {
-    Send(Message, Option<OwnedSemaphorePermit>),
+    /// A message, and the units of the byte budget it holds: the driver
+    /// gives them back once the message is encoded.
+    Send(Message, u32),
     Close(Option<CloseFrame>),
 }
 
@@ -456,7 +458,17 @@ fn queue(
     }
     let command = match message {
         Message::Close(frame) => Command::Close(frame),
-        message => Command::Send(message, permit),
+        message => {
+            // The units travel with the message as a count, and the driver
+            // returns them in one batch per pass: cheaper than a permit
+            // object (and its semaphore handle) per message.
+            let units = permit.map_or(0, |permit| {
+                let units = permit.num_permits() as u32;
+                permit.forget();
+                units
+            });
+            Command::Send(message, units)
+        }
     };
     commands.send(command).map_err(|_| Error::Closed(None))
 }
