@@ -584,7 +584,35 @@ async fn upgrade<S: Transport>(
         }
     };
     let (ws, driver) = ws_tokio::start(stream, conn, handshake, &builder.settings, shutdown);
-    tokio::join!(driver, (shared.handler)(ws));
+    let handler = (shared.handler)(ws);
+    join_eager(driver, handler).await;
+}
+
+/// Runs the driver and the handler in one task, like `tokio::join!`, but
+/// polls the driver once more after the handler: what the handler just
+/// queued (an echo, say) is written in this poll instead of after another
+/// trip through the scheduler.
+async fn join_eager(driver: impl Future<Output = ()>, handler: impl Future<Output = ()>) {
+    let mut driver = std::pin::pin!(driver);
+    let mut handler = std::pin::pin!(handler);
+    let (mut driver_done, mut handler_done) = (false, false);
+    std::future::poll_fn(|cx| {
+        if !driver_done {
+            driver_done = driver.as_mut().poll(cx).is_ready();
+        }
+        if !handler_done {
+            handler_done = handler.as_mut().poll(cx).is_ready();
+            if !driver_done {
+                driver_done = driver.as_mut().poll(cx).is_ready();
+            }
+        }
+        if driver_done && handler_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// Reads and answers the upgrade request. `Ok(None)`: answered with an

@@ -439,14 +439,26 @@ async fn drive<S: Transport>(
             .await;
             incoming_open = false;
             while let Ok(command) = channels.commands.try_recv() {
-                apply(&mut conn, command, &mut out, &channels.budget, &mut released);
+                apply(
+                    &mut conn,
+                    command,
+                    &mut out,
+                    &channels.budget,
+                    &mut released,
+                );
             }
         }
 
         // 2. Gather what the application queued.
         while commands_open && out.len() < COALESCE_LIMIT {
             match channels.commands.try_recv() {
-                Ok(command) => apply(&mut conn, command, &mut out, &channels.budget, &mut released),
+                Ok(command) => apply(
+                    &mut conn,
+                    command,
+                    &mut out,
+                    &channels.budget,
+                    &mut released,
+                ),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     commands_open = false;
