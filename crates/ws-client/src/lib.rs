@@ -19,7 +19,8 @@
 //!
 //! [`Client::builder`] sets the rest: headers, cookies, `Origin`,
 //! subprotocols, connect and handshake timeouts, frame limits, the
-//! heartbeat, and the masking-key source. [`ClientBuilder::build`] checks
+//! heartbeat, the masking-key source, and for `wss://` URLs (feature `tls`,
+//! on by default) the trusted roots. [`ClientBuilder::build`] checks
 //! them: in particular the heartbeat needs `ping_interval > ping_timeout`,
 //! the rule users of Python's websocket-client know.
 //!

@@ -31,7 +31,13 @@
 //!
 //! [`Server::builder`] sets the rest: limits, timeouts, keepalive, origin
 //! allow-list, subprotocols, a handshake hook for authentication and
-//! routing, a health-check path, the connection cap, backpressure.
+//! routing, a health-check path, the connection cap, backpressure, and
+//! `wss://` with `ServerBuilder::tls` (feature `tls`, on by default).
+//!
+//! For one-to-many servers, a [`Hub`] holds connections in rooms and
+//! publishes to them: each message is framed once and shared by every
+//! recipient, and each recipient has a bounded queue with a
+//! [`SlowConsumer`] policy. See `docs/broadcast.md`.
 
 mod hub;
 mod server;
