@@ -71,6 +71,14 @@ WRAP
     chmod +x "$tools/bin/wstest"
 )
 
+# Waits up to $2 tenths of a second for something to listen on port $1.
+wait_for_port() {
+    for _ in $(seq "$2"); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return; fi
+        sleep 0.1
+    done
+}
+
 run_server_suite() {
     local port=9001
     local reports="$root/reports/server"
@@ -80,10 +88,7 @@ run_server_suite() {
     "$root/target/release/examples/echo_server" "127.0.0.1:$port" &
     server_pid=$!
     trap 'kill "${server_pid:-}" 2>/dev/null || true' EXIT
-    for _ in $(seq 50); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        sleep 0.1
-    done
+    wait_for_port "$port" 50
     cat >"$reports/spec.json" <<SPEC
 {
   "outdir": "$reports",
@@ -120,10 +125,7 @@ SPEC
     (cd "$reports" && exec "$tools/bin/wstest" -m fuzzingserver -s spec.json >wstest.log 2>&1) &
     wstest_pid=$!
     trap 'kill "${wstest_pid:-}" 2>/dev/null || true' EXIT
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        sleep 0.1
-    done
+    wait_for_port "$port" 100
     timeout 1200 "$root/target/release/examples/autobahn_client" "ws://127.0.0.1:$port" ws-client || {
         tail -20 "$reports/wstest.log"
         echo "autobahn_client failed" >&2

@@ -318,10 +318,7 @@ impl Connection {
     /// (other than a failure's, as above), and the checks of
     /// [`close`](Self::close) and of control-frame size.
     pub fn send(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), SendError> {
-        let failing = self.failed && self.pending_close.is_some();
-        if (self.close_sent && !failing) || self.eof {
-            return Err(SendError::Closed);
-        }
+        let failing = self.may_send()?;
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(data) => (OpCode::Binary, &data[..]),
@@ -367,11 +364,7 @@ impl Connection {
         if payload.len() < min_shared {
             return self.send(message, out).map(|()| None);
         }
-        let failing = self.failed && self.pending_close.is_some();
-        if (self.close_sent && !failing) || self.eof {
-            return Err(SendError::Closed);
-        }
-        if !failing {
+        if !self.may_send()? {
             self.poll_transmit(out);
         }
         let opcode = if matches!(message, Message::Text(_)) {
@@ -379,15 +372,21 @@ impl Connection {
         } else {
             OpCode::Binary
         };
-        FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
-        }
-        .encode(out);
+        // A server's frames are not masked.
+        FrameHeader::unfragmented(opcode, None, payload.len()).encode(out);
         Ok(Some(payload))
+    }
+
+    /// Whether a frame may be sent now. `Ok(true)` after a protocol error,
+    /// while the failure's close frame still waits for
+    /// [`poll_transmit`](Self::poll_transmit): the frame then goes ahead of
+    /// it, and nothing owed may be flushed first.
+    fn may_send(&self) -> Result<bool, SendError> {
+        let failing = self.failed && self.pending_close.is_some();
+        if (self.close_sent && !failing) || self.eof {
+            return Err(SendError::Closed);
+        }
+        Ok(failing)
     }
 
     /// How many more bytes would complete the frame being received: once
@@ -595,13 +594,7 @@ impl Connection {
 
     fn write_frame(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
         let mask = self.mask_keys.as_mut().map(|keys| keys.next_key());
-        let header = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
+        let header = FrameHeader::unfragmented(opcode, mask, payload.len());
         out.reserve(header.encoded_len() + payload.len());
         header.encode(out);
         let start = out.len();

@@ -41,6 +41,18 @@ pub struct FrameHeader {
 }
 
 impl FrameHeader {
+    /// The header of a whole message in one frame: FIN set, no reserved
+    /// bits, masked with `mask` if given.
+    pub fn unfragmented(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: usize) -> Self {
+        Self {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload_len as u64,
+        }
+    }
+
     /// Decodes a header from the start of `buf`.
     ///
     /// Never reads past the header and never looks at the payload, so the

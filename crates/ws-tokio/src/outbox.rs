@@ -32,13 +32,7 @@ impl SharedFrame {
             Message::Binary(data) => (OpCode::Binary, &data[..]),
             _ => return Err(SendError::NotData),
         };
-        let header = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
-        };
+        let header = FrameHeader::unfragmented(opcode, None, payload.len());
         let mut bytes = BytesMut::with_capacity(header.encoded_len() + payload.len());
         header.encode(&mut bytes);
         bytes.extend_from_slice(payload);
