@@ -40,6 +40,7 @@
 //! [`SlowConsumer`] policy. See `docs/broadcast.md`.
 
 mod hub;
+mod join;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;

@@ -585,38 +585,7 @@ async fn upgrade<S: Transport>(
     };
     let (ws, driver) = ws_tokio::start(stream, conn, handshake, &builder.settings, shutdown);
     let handler = (shared.handler)(ws);
-    join_eager(std::pin::pin!(driver), std::pin::pin!(handler)).await;
-}
-
-/// Runs the driver and the handler in one task, like `tokio::join!`, but
-/// polls the driver once more after the handler: what the handler just
-/// queued (an echo, say) is written in this poll instead of after another
-/// trip through the scheduler.
-///
-/// The futures are pinned by the caller: taken by value, they would be
-/// stored twice in the connection's task (as arguments, then pinned).
-async fn join_eager(
-    mut driver: Pin<&mut impl Future<Output = ()>>,
-    mut handler: Pin<&mut impl Future<Output = ()>>,
-) {
-    let (mut driver_done, mut handler_done) = (false, false);
-    std::future::poll_fn(|cx| {
-        if !driver_done {
-            driver_done = driver.as_mut().poll(cx).is_ready();
-        }
-        if !handler_done {
-            handler_done = handler.as_mut().poll(cx).is_ready();
-            if !driver_done {
-                driver_done = driver.as_mut().poll(cx).is_ready();
-            }
-        }
-        if driver_done && handler_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
+    crate::join::join(std::pin::pin!(driver), std::pin::pin!(handler)).await;
 }
 
 /// Reads and answers the upgrade request. `Ok(None)`: answered with an

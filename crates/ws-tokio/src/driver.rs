@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
-use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
 
 use crate::error::Error;
+use crate::link::{Command, DriverLink, Link, Received, Room};
 use crate::transport::Transport;
-use crate::websocket::{Command, Handshake, Shared, WebSocket, payload_len};
+use crate::websocket::{Handshake, Shared, WebSocket, payload_len};
 
 /// Bytes reserved in the read buffer before a read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -142,31 +141,21 @@ pub fn start<S: Transport>(
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (WebSocket, impl Future<Output = ()> + Send + 'static) {
-    let (incoming_tx, incoming_rx) = mpsc::channel(settings.incoming_queue);
-    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-    let budget = Arc::new(Semaphore::new(settings.write_high_water));
-    let shared = Arc::new(Shared::new(handshake, conn.role()));
-    let ws = WebSocket::new(
-        incoming_rx,
-        commands_tx,
-        budget.clone(),
+    let link = Arc::new(Link::new(
+        settings.incoming_queue,
         settings.write_high_water,
-        shared.clone(),
+    ));
+    let shared = Arc::new(Shared::new(handshake, conn.role()));
+    let ws = WebSocket::new(link.clone(), shared.clone());
+    let driver = drive(
+        stream,
+        conn,
+        DriverLink(link),
+        settings.clone(),
+        shared,
+        shutdown,
     );
-    let channels = Channels {
-        commands: commands_rx,
-        incoming: incoming_tx,
-        budget,
-    };
-    let driver = drive(stream, conn, channels, settings.clone(), shared, shutdown);
     (ws, driver)
-}
-
-/// The application's ends of the channels.
-struct Channels {
-    commands: mpsc::UnboundedReceiver<Command>,
-    incoming: mpsc::Sender<Result<Message, Error>>,
-    budget: Arc<Semaphore>,
 }
 
 /// The bytes waiting to be written, in order: whole pieces (broadcast
@@ -288,6 +277,7 @@ fn poll_io<S: Transport>(
     out: &Output,
     conn: &mut Connection,
     read: bool,
+    idle: &mut impl FnMut(),
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<Io>> {
     if !out.is_empty()
@@ -302,6 +292,7 @@ fn poll_io<S: Transport>(
         match stream.poll_read_ready(cx) {
             Poll::Pending => {
                 conn.release_idle_buffers();
+                idle();
                 return Poll::Pending;
             }
             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
@@ -327,14 +318,17 @@ fn poll_io<S: Transport>(
 async fn drive<S: Transport>(
     mut stream: S,
     mut conn: Connection,
-    mut channels: Channels,
+    link: DriverLink,
     settings: Settings,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut shutdown = pin!(shutdown);
     let mut out = Output::default();
-    let mut released = 0usize;
+    // Received messages on their way to the application, and commands on
+    // their way from it: moved across the link in batches.
+    let mut received: VecDeque<Received> = VecDeque::new();
+    let mut commands: VecDeque<Command> = VecDeque::new();
     let outbox = shared.outbox();
     let broadcasts = conn.role() == Role::Server;
     let mut eof = false;
@@ -359,70 +353,66 @@ async fn drive<S: Transport>(
     loop {
         // 1. Decode what was received, as far as the application keeps up.
         let mut blocked = false;
-        while conn.state() != State::Closed {
-            let permit = if incoming_open {
-                match channels.incoming.try_reserve() {
-                    Ok(permit) => Some(permit),
-                    Err(TrySendError::Full(())) => {
-                        blocked = true;
-                        break;
-                    }
-                    Err(TrySendError::Closed(())) => {
-                        incoming_open = false;
-                        None
-                    }
+        if conn.state() != State::Closed {
+            let mut free = match link.room() {
+                Room::Free(free) if incoming_open => free,
+                // Nobody is reading: messages are decoded and dropped.
+                _ => {
+                    incoming_open = false;
+                    usize::MAX
                 }
-            } else {
-                None
             };
-            match conn.poll_message() {
-                Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                    tracing::trace!(len = payload_len(&message), "received message");
-                    if let Some(permit) = permit {
-                        permit.send(Ok(message));
-                    }
-                }
-                Ok(Some(Message::Pong(payload))) => {
-                    tracing::trace!(len = payload.len(), "received pong");
-                    // Only the pong of the latest keepalive ping counts: a
-                    // stray, late or duplicate pong changes nothing.
-                    if awaiting_pong && payload[..] == ping_seq.to_be_bytes() {
-                        awaiting_pong = false;
-                        pong_deadline = None;
-                        shared.record_rtt(ping_sent.elapsed());
-                    }
-                    if settings.control_frames
-                        && let Some(permit) = permit
-                    {
-                        permit.send(Ok(Message::Pong(payload)));
-                    }
-                }
-                Ok(Some(Message::Ping(payload))) => {
-                    tracing::trace!(len = payload.len(), "received ping");
-                    // Answer each ping of a burst while the output has room;
-                    // past that, the core keeps only the latest pong owed.
-                    if out.len() < COALESCE_LIMIT {
-                        conn.poll_transmit(&mut out.tail);
-                    }
-                    if settings.control_frames
-                        && let Some(permit) = permit
-                    {
-                        permit.send(Ok(Message::Ping(payload)));
-                    }
-                }
-                Ok(Some(Message::Close(frame))) => {
-                    tracing::debug!(?frame, "received close");
-                    if let Some(frame) = frame {
-                        shared.record_close(frame);
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::debug!(%error, "protocol error");
-                    failure = Some(error.into());
+            while conn.state() != State::Closed {
+                if free == 0 {
+                    blocked = true;
                     break;
                 }
+                let deliver = match conn.poll_message() {
+                    Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                        tracing::trace!(len = payload_len(&message), "received message");
+                        Some(message)
+                    }
+                    Ok(Some(Message::Pong(payload))) => {
+                        tracing::trace!(len = payload.len(), "received pong");
+                        // Only the pong of the latest keepalive ping counts:
+                        // a stray, late or duplicate pong changes nothing.
+                        if awaiting_pong && payload[..] == ping_seq.to_be_bytes() {
+                            awaiting_pong = false;
+                            pong_deadline = None;
+                            shared.record_rtt(ping_sent.elapsed());
+                        }
+                        settings.control_frames.then_some(Message::Pong(payload))
+                    }
+                    Ok(Some(Message::Ping(payload))) => {
+                        tracing::trace!(len = payload.len(), "received ping");
+                        // Answer each ping of a burst while the output has
+                        // room; past that, the core keeps only the latest
+                        // pong owed.
+                        if out.len() < COALESCE_LIMIT {
+                            conn.poll_transmit(&mut out.tail);
+                        }
+                        settings.control_frames.then_some(Message::Ping(payload))
+                    }
+                    Ok(Some(Message::Close(frame))) => {
+                        tracing::debug!(?frame, "received close");
+                        if let Some(frame) = frame {
+                            shared.record_close(frame);
+                        }
+                        None
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::debug!(%error, "protocol error");
+                        failure = Some(error.into());
+                        break;
+                    }
+                };
+                if let Some(message) = deliver.filter(|_| incoming_open) {
+                    received.push_back(Ok(message));
+                    free -= 1;
+                }
             }
+            link.deliver(&mut received);
         }
         if let Some(error) = failure.take_if(|_| conn.state() == State::Closed && incoming_open) {
             // The peer broke the protocol. Let the application answer the
@@ -430,46 +420,39 @@ async fn drive<S: Transport>(
             // after them, and once it has taken everything (so its answers
             // are queued), send them ahead of the failure's close frame.
             let grace = settings.close_timeout.min(ANSWER_GRACE);
-            let _ = timeout(grace, async {
-                if channels.incoming.send(Err(error)).await.is_ok() {
-                    let all = channels.incoming.max_capacity();
-                    let _ = channels.incoming.reserve_many(all).await;
-                }
-            })
+            received.push_back(Err(error));
+            link.deliver(&mut received);
+            let _ = timeout(
+                grace,
+                poll_fn(|cx| {
+                    loop {
+                        if link.drained() {
+                            return Poll::Ready(());
+                        }
+                        std::task::ready!(link.poll_driver(cx, false, false));
+                    }
+                }),
+            )
             .await;
             incoming_open = false;
-            while let Ok(command) = channels.commands.try_recv() {
-                apply(
-                    &mut conn,
-                    command,
-                    &mut out,
-                    &channels.budget,
-                    &mut released,
-                );
+            link.take_commands(&mut commands, usize::MAX);
+            for command in commands.drain(..) {
+                apply(&mut conn, command, &mut out);
             }
         }
 
         // 2. Gather what the application queued.
-        while commands_open && out.len() < COALESCE_LIMIT {
-            match channels.commands.try_recv() {
-                Ok(command) => apply(
-                    &mut conn,
-                    command,
-                    &mut out,
-                    &channels.budget,
-                    &mut released,
-                ),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    commands_open = false;
-                    // Every sender is gone: the application is done.
-                    let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                    let _ = conn.close(Some(frame), &mut out.tail);
-                }
+        if commands_open && out.len() < COALESCE_LIMIT {
+            let taken = link.take_commands(&mut commands, COALESCE_LIMIT - out.len());
+            for command in commands.drain(..) {
+                apply(&mut conn, command, &mut out);
             }
-        }
-        if released > 0 {
-            channels.budget.add_permits(std::mem::take(&mut released));
+            if taken.senders_gone {
+                commands_open = false;
+                // Every sender is gone: the application is done.
+                let frame = CloseFrame::new(CloseCode::NORMAL, "");
+                let _ = conn.close(Some(frame), &mut out.tail);
+            }
         }
         conn.poll_transmit(&mut out.tail);
         // 2b. Take broadcast frames while the output has room.
@@ -503,6 +486,7 @@ async fn drive<S: Transport>(
         // Stop reading while the peer is not taking what we write: a ping
         // flood then cannot grow the output without bound.
         let can_read = !blocked && out.len() < COALESCE_LIMIT;
+        let want_commands = commands_open && out.len() < COALESCE_LIMIT;
         let ping_due = next_ping.filter(|_| !awaiting_pong && conn.state() == State::Open);
         let deadline = [ping_due, pong_deadline, close_deadline]
             .into_iter()
@@ -514,9 +498,15 @@ async fn drive<S: Transport>(
             }
             armed = deadline;
         }
+        let mut idle = || {
+            // Nothing to read: give back the batches' buffers too.
+            link.release_idle_buffers();
+            received = VecDeque::new();
+            commands = VecDeque::new();
+        };
         tokio::select! {
             biased;
-            io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, cx)) => match io {
+            io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, &mut idle, cx)) => match io {
                 Ok(Io::Wrote(0)) => { failure.get_or_insert(Error::ConnectionLost); break; }
                 Ok(Io::Wrote(n)) => out.advance(n),
                 Ok(Io::Read(0)) => {
@@ -529,15 +519,7 @@ async fn drive<S: Transport>(
                 Ok(Io::Read(_)) => {}
                 Err(error) => { failure.get_or_insert(error.into()); break; }
             },
-            command = channels.commands.recv(), if commands_open && out.len() < COALESCE_LIMIT => match command {
-                Some(command) => apply(&mut conn, command, &mut out, &channels.budget, &mut released),
-                None => {
-                    commands_open = false;
-                    let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                    let _ = conn.close(Some(frame), &mut out.tail);
-                }
-            },
-            _ = channels.incoming.reserve(), if blocked => {}
+            () = poll_fn(|cx| link.poll_driver(cx, want_commands, blocked)) => {}
             () = poll_fn(|cx| outbox.poll_signal(cx)), if broadcasts && conn.state() == State::Open => {}
             () = &mut timer, if armed.is_some() => {
                 // Re-arm on the next pass, whatever fired.
@@ -576,7 +558,7 @@ async fn drive<S: Transport>(
     }
 
     outbox.close();
-    channels.budget.close();
+    link.close_sends();
     tracing::debug!(code = %conn.close_code(), "connection closed");
     // RFC 6455 section 7.1.1: "the underlying TCP connection, in most normal
     // cases, SHOULD be closed first by the server, so that it holds the
@@ -591,11 +573,12 @@ async fn drive<S: Transport>(
     if let Some(failure) = failure
         && incoming_open
     {
-        let _ = timeout(settings.close_timeout, channels.incoming.send(Err(failure))).await;
+        received.push_back(Err(failure));
+        link.deliver(&mut received);
     }
     // The application's stream ends here: `close().await` returns once the
     // closing handshake is done, not after the wait for the server.
-    drop(channels);
+    drop(link);
     if client_waits {
         let _ = timeout(settings.close_timeout, async {
             let mut scratch = [0u8; 512];
@@ -606,33 +589,21 @@ async fn drive<S: Transport>(
     }
 }
 
-/// Applies one command. The budget units of a sent message are added to
-/// `released`, which the driver returns to the budget once per pass.
-fn apply(
-    conn: &mut Connection,
-    command: Command,
-    output: &mut Output,
-    budget: &Semaphore,
-    released: &mut usize,
-) {
+/// Applies one command.
+fn apply(conn: &mut Connection, command: Command, output: &mut Output) {
     let out = &mut output.tail;
     match command {
-        Command::Send(message, units) => {
+        Command::Send(message, _) => {
             tracing::trace!(len = payload_len(&message), "sending message");
             // A send after close is dropped: the application learns it from
             // its next send, which finds the queue closed.
             if let Ok(Some(payload)) = conn.send_vectored(&message, out, SHARE_PAYLOAD_MIN) {
                 output.push_shared(payload);
             }
-            *released += units as usize;
         }
         Command::Close(frame) => {
             tracing::debug!(?frame, "closing");
-            if conn.close(frame, out).is_ok() {
-                // Nothing more will be sent: wake any sender waiting for
-                // budget so that it sees the connection closing.
-                budget.close();
-            }
+            let _ = conn.close(frame, out);
         }
     }
 }

@@ -27,6 +27,7 @@
 
 mod driver;
 mod error;
+mod link;
 mod outbox;
 mod transport;
 mod websocket;

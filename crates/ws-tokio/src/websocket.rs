@@ -7,12 +7,14 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::future::poll_fn;
+
 use futures_util::{Sink, Stream};
 use http::{HeaderMap, Request, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use ws_proto::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
 
 use crate::error::Error;
+use crate::link::Link;
 use crate::outbox::Outbox;
 
 /// What the opening handshake established: the request, the response, the
@@ -122,14 +124,6 @@ impl Shared {
     }
 }
 
-/// A command from the application to the connection's driver.
-pub(crate) enum Command {
-    /// A message, and the units of the byte budget it holds: the driver
-    /// gives them back once the message is encoded.
-    Send(Message, u32),
-    Close(Option<CloseFrame>),
-}
-
 /// An open WebSocket connection.
 ///
 /// Receive with [`recv`](Self::recv) or as a [`Stream`] of text and binary
@@ -138,7 +132,9 @@ pub(crate) enum Command {
 /// the connection's driver, whether or not the application is reading.
 ///
 /// [`split`](Self::split) gives a receiver and a cloneable sender for use in
-/// separate tasks; neither takes a lock to send or receive.
+/// separate tasks. The two halves share no lock: each hands messages to the
+/// driver through its own queue, in a critical section of a push or a pop
+/// that never waits on I/O.
 #[derive(Debug)]
 pub struct WebSocket {
     receiver: WebSocketReceiver,
@@ -148,7 +144,7 @@ pub struct WebSocket {
 /// The receiving half of a [`WebSocket`].
 #[derive(Debug)]
 pub struct WebSocketReceiver {
-    incoming: mpsc::Receiver<Result<Message, Error>>,
+    link: Arc<Link>,
     info: Arc<Shared>,
 }
 
@@ -156,40 +152,37 @@ pub struct WebSocketReceiver {
 /// the connection closes with 1000 once every sender and the receiver are
 /// dropped.
 pub struct WebSocketSender {
-    commands: mpsc::UnboundedSender<Command>,
-    budget: Arc<Semaphore>,
-    high_water: usize,
+    link: Arc<Link>,
     info: Arc<Shared>,
-    /// `Sink::poll_ready` waits for one unit of budget and keeps it here for
-    /// the next `start_send`.
-    reserved: Option<OwnedSemaphorePermit>,
-    acquiring: Option<Acquire>,
 }
-
-type Acquire =
-    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
 
 impl Clone for WebSocketSender {
     fn clone(&self) -> Self {
+        self.link.add_sender();
         Self {
-            commands: self.commands.clone(),
-            budget: self.budget.clone(),
-            high_water: self.high_water,
+            link: self.link.clone(),
             info: self.info.clone(),
-            reserved: None,
-            acquiring: None,
         }
+    }
+}
+
+impl Drop for WebSocketSender {
+    fn drop(&mut self) {
+        self.link.drop_sender();
+    }
+}
+
+impl Drop for WebSocketReceiver {
+    fn drop(&mut self) {
+        self.link.drop_receiver();
     }
 }
 
 impl std::fmt::Debug for WebSocketSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocketSender")
-            .field(
-                "queued_bytes",
-                &(self.high_water - self.budget.available_permits()),
-            )
-            .field("high_water", &self.high_water)
+            .field("queued_bytes", &self.link.queued())
+            .field("high_water", &self.link.high_water())
             .finish_non_exhaustive()
     }
 }
@@ -269,26 +262,13 @@ macro_rules! accessors {
 impl WebSocket {
     accessors!();
 
-    pub(crate) fn new(
-        incoming: mpsc::Receiver<Result<Message, Error>>,
-        commands: mpsc::UnboundedSender<Command>,
-        budget: Arc<Semaphore>,
-        high_water: usize,
-        info: Arc<Shared>,
-    ) -> Self {
+    pub(crate) fn new(link: Arc<Link>, info: Arc<Shared>) -> Self {
         Self {
             receiver: WebSocketReceiver {
-                incoming,
+                link: link.clone(),
                 info: info.clone(),
             },
-            sender: WebSocketSender {
-                commands,
-                budget,
-                high_water,
-                info,
-                reserved: None,
-                acquiring: None,
-            },
+            sender: WebSocketSender { link, info },
         }
     }
 
@@ -315,7 +295,7 @@ impl WebSocket {
     ///
     /// [`Error::Closed`] once the connection is closing or closed.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.sender.send(message).await
+        send_on(&self.sender.link, message.into()).await
     }
 
     /// Sends a text message.
@@ -324,7 +304,7 @@ impl WebSocket {
     ///
     /// As [`send`](Self::send).
     pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Error> {
-        self.sender.send(Message::Text(text.into())).await
+        send_on(&self.sender.link, Message::Text(text.into())).await
     }
 
     /// Sends a binary message.
@@ -333,7 +313,7 @@ impl WebSocket {
     ///
     /// As [`send`](Self::send).
     pub async fn send_binary(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
-        self.sender.send(Message::Binary(data.into())).await
+        send_on(&self.sender.link, Message::Binary(data.into())).await
     }
 
     /// Starts the closing handshake with `code` and `reason`, then waits
@@ -366,7 +346,7 @@ impl WebSocketReceiver {
 
     /// As [`WebSocket::recv`]. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        self.incoming.recv().await
+        poll_fn(|cx| self.link.poll_recv(cx)).await
     }
 }
 
@@ -375,12 +355,6 @@ impl WebSocketSender {
 
     fn info(&self) -> &Shared {
         &self.info
-    }
-
-    /// The permits a message of `len` bytes takes from the budget: its
-    /// length, at least 1, at most the whole budget.
-    fn cost(&self, len: usize) -> u32 {
-        len.clamp(1, self.high_water).min(u32::MAX as usize) as u32
     }
 
     /// As [`WebSocket::send`]. Cancel-safe.
@@ -396,16 +370,8 @@ impl WebSocketSender {
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let message = message.into();
-        let cost = self.cost(payload_len(&message));
-        let budget = self.budget.clone();
-        let commands = self.commands.clone();
-        async move {
-            let permit = budget
-                .acquire_many_owned(cost)
-                .await
-                .map_err(|_| Error::Closed(None))?;
-            queue(&commands, message, Some(permit))
-        }
+        let link = self.link.clone();
+        async move { send_on(&link, message).await }
     }
 
     /// Sends without waiting.
@@ -415,17 +381,15 @@ impl WebSocketSender {
     /// [`Error::Full`] when the outgoing queue is at its high-water mark;
     /// [`Error::Closed`] once the connection is closing or closed.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        let permit = match self
-            .budget
-            .clone()
-            .try_acquire_many_owned(self.cost(payload_len(&message)))
-        {
-            Ok(permit) => permit,
-            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(Error::Full),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed(None)),
-        };
-        self.queue(message, Some(permit))
+        match checked(message.into())? {
+            Checked::Close(frame) => self.link.close(frame),
+            Checked::Data(message) => {
+                let units = cost(&self.link, &message);
+                self.link
+                    .try_send(message, units, None)
+                    .map_err(|(_, error)| error)
+            }
+        }
     }
 
     /// Starts the closing handshake without waiting for it to finish.
@@ -436,41 +400,55 @@ impl WebSocketSender {
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         let frame = CloseFrame::new(code, reason);
         frame.check_sendable()?;
-        self.commands
-            .send(Command::Close(Some(frame)))
-            .map_err(|_| Error::Closed(None))
-    }
-
-    fn queue(&self, message: Message, permit: Option<OwnedSemaphorePermit>) -> Result<(), Error> {
-        queue(&self.commands, message, permit)
+        self.link.close(Some(frame))
     }
 }
 
-fn queue(
-    commands: &mpsc::UnboundedSender<Command>,
-    message: Message,
-    permit: Option<OwnedSemaphorePermit>,
-) -> Result<(), Error> {
-    if let Message::Ping(data) | Message::Pong(data) = &message
-        && data.len() > 125
-    {
-        return Err(ws_proto::SendError::ControlFrameTooLong(data.len()).into());
-    }
-    let command = match message {
-        Message::Close(frame) => Command::Close(frame),
-        message => {
-            // The units travel with the message as a count, and the driver
-            // returns them in one batch per pass: cheaper than a permit
-            // object (and its semaphore handle) per message.
-            let units = permit.map_or(0, |permit| {
-                let units = permit.num_permits() as u32;
-                permit.forget();
-                units
-            });
-            Command::Send(message, units)
+/// A message sorted for the link: a close, or anything else.
+enum Checked {
+    Close(Option<CloseFrame>),
+    Data(Message),
+}
+
+fn checked(message: Message) -> Result<Checked, Error> {
+    match message {
+        Message::Ping(data) | Message::Pong(data) if data.len() > 125 => {
+            Err(ws_proto::SendError::ControlFrameTooLong(data.len()).into())
         }
+        Message::Close(frame) => Ok(Checked::Close(frame)),
+        message => Ok(Checked::Data(message)),
+    }
+}
+
+/// The budget units a message takes: its payload length, at least 1, at
+/// most the whole budget (so that any message fits an empty queue).
+fn cost(link: &Link, message: &Message) -> usize {
+    payload_len(message).clamp(1, link.high_water())
+}
+
+/// Queues a message, waiting while the outgoing queue is at its high-water
+/// mark. Cancel-safe: the message is queued whole or not at all.
+async fn send_on(link: &Link, message: Message) -> Result<(), Error> {
+    let message = match checked(message)? {
+        Checked::Close(frame) => return link.close(frame),
+        Checked::Data(message) => message,
     };
-    commands.send(command).map_err(|_| Error::Closed(None))
+    let units = cost(link, &message);
+    let mut pending = Some(message);
+    poll_fn(|cx| {
+        let Some(message) = pending.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        match link.try_send(message, units, Some(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err((message, Error::Full)) => {
+                pending = Some(message);
+                Poll::Pending
+            }
+            Err((_, error)) => Poll::Ready(Err(error)),
+        }
+    })
+    .await
 }
 
 pub(crate) fn payload_len(message: &Message) -> usize {
@@ -483,8 +461,8 @@ pub(crate) fn payload_len(message: &Message) -> usize {
 
 impl Stream for WebSocketReceiver {
     type Item = Result<Message, Error>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.incoming.poll_recv(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.link.poll_recv(cx)
     }
 }
 
@@ -499,40 +477,20 @@ impl Sink<Message> for WebSocketSender {
     type Error = Error;
 
     /// Waits while the outgoing queue is at its high-water mark.
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.reserved.is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        let budget = self.budget.clone();
-        let acquiring = self
-            .acquiring
-            .get_or_insert_with(|| Box::pin(budget.acquire_many_owned(1)));
-        let result = std::task::ready!(acquiring.as_mut().poll(cx));
-        self.acquiring = None;
-        match result {
-            Ok(permit) => {
-                self.reserved = Some(permit);
-                Poll::Ready(Ok(()))
-            }
-            Err(_) => Poll::Ready(Err(Error::Closed(None))),
-        }
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.link.poll_ready(cx)
     }
 
-    /// Queues the message with the unit of budget `poll_ready` reserved,
-    /// plus as much of the rest of its size as is free: the queue may pass
-    /// its high-water mark by at most one message.
-    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        let mut permit = self.reserved.take();
-        let rest = self.cost(payload_len(&message)).saturating_sub(1);
-        if rest > 0
-            && let Ok(more) = self.budget.clone().try_acquire_many_owned(rest)
-        {
-            match &mut permit {
-                Some(permit) => permit.merge(more),
-                None => permit = Some(more),
+    /// Queues the message: once `poll_ready` found room, the queue may pass
+    /// its high-water mark by at most this message.
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        match checked(message)? {
+            Checked::Close(frame) => self.link.close(frame),
+            Checked::Data(message) => {
+                let units = cost(&self.link, &message);
+                self.link.force_send(message, units)
             }
         }
-        self.queue(message, permit)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -540,7 +498,7 @@ impl Sink<Message> for WebSocketSender {
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let _ = self.commands.send(Command::Close(None));
+        let _ = self.link.close(None);
         Poll::Ready(Ok(()))
     }
 }

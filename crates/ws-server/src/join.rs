@@ -1,0 +1,235 @@
+//! Runs a connection's driver and handler in one task, polling each only
+//! when it was woken.
+//!
+//! The two wake each other constantly: the driver hands the handler a
+//! message, the handler queues an answer for the driver. With a plain join
+//! every such wake lands on the task itself, which is polled again after it
+//! returns: a second full pass over both futures per message, with nothing
+//! to do. Here each future gets its own waker, which only marks it; a wake
+//! raised while the task is being polled is served in the same poll, and
+//! only a wake from outside (the socket, a timer, another task) reaches the
+//! scheduler.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
+
+/// Rounds of polling within one poll of the task before it yields to the
+/// scheduler (so that a pair that keeps waking each other cannot starve
+/// other tasks).
+const MAX_ROUNDS: usize = 32;
+
+/// What the two wakers share.
+#[derive(Default)]
+struct Join {
+    /// The task's own waker.
+    task: AtomicWaker,
+    /// Set while the task is polling the pair: a wake then needs no trip
+    /// through the scheduler.
+    polling: AtomicBool,
+}
+
+/// One future's waker: marks it, and wakes the task unless it is polling.
+struct Mark {
+    join: Arc<Join>,
+    woken: AtomicBool,
+}
+
+impl Mark {
+    fn new(join: &Arc<Join>) -> Arc<Self> {
+        Arc::new(Self {
+            join: join.clone(),
+            // Both futures are polled on the first poll.
+            woken: AtomicBool::new(true),
+        })
+    }
+
+    fn take(&self) -> bool {
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for Mark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.join.polling.load(Ordering::SeqCst) {
+            self.join.task.wake();
+        }
+    }
+}
+
+/// Polls `driver` and `handler` to completion in the current task, like
+/// `tokio::join!`, but each only when it was woken, and again in the same
+/// poll when the other woke it: what the handler queues is written before
+/// the task returns, and what the driver delivers is handled before it
+/// returns.
+///
+/// The futures are pinned by the caller: taken by value, they would be
+/// stored twice in the connection's task (as arguments, then pinned).
+pub(crate) async fn join(
+    mut driver: Pin<&mut impl Future<Output = ()>>,
+    mut handler: Pin<&mut impl Future<Output = ()>>,
+) {
+    let join = Arc::new(Join::default());
+    let driver_mark = Mark::new(&join);
+    let handler_mark = Mark::new(&join);
+    let driver_waker = Waker::from(driver_mark.clone());
+    let handler_waker = Waker::from(handler_mark.clone());
+    let (mut driver_done, mut handler_done) = (false, false);
+    poll_fn(|cx| {
+        join.task.register(cx.waker());
+        join.polling.store(true, Ordering::SeqCst);
+        for _ in 0..MAX_ROUNDS {
+            let mut polled = false;
+            if !driver_done && driver_mark.take() {
+                polled = true;
+                driver_done = driver
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&driver_waker))
+                    .is_ready();
+            }
+            if !handler_done && handler_mark.take() {
+                polled = true;
+                handler_done = handler
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&handler_waker))
+                    .is_ready();
+            }
+            if driver_done && handler_done {
+                return Poll::Ready(());
+            }
+            if !polled {
+                join.polling.store(false, Ordering::SeqCst);
+                // A wake between the last check and the store above found
+                // the task polling and only marked its future: serve it on
+                // the next poll.
+                let missed = (!driver_done && driver_mark.woken.load(Ordering::SeqCst))
+                    || (!handler_done && handler_mark.woken.load(Ordering::SeqCst));
+                if missed {
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
+        }
+        // Still busy after many rounds: let other tasks run first.
+        join.polling.store(false, Ordering::SeqCst);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    type Slot = Arc<Mutex<Option<Waker>>>;
+
+    /// Counts its polls and is ready after `ready_after` of them. On each
+    /// poll it leaves its waker in `mine` and wakes whatever waker is in
+    /// `theirs`.
+    struct Counted {
+        polls: Arc<AtomicUsize>,
+        mine: Slot,
+        theirs: Slot,
+        ready_after: usize,
+    }
+
+    impl Counted {
+        fn new(mine: &Slot, theirs: &Slot, ready_after: usize) -> (Self, Arc<AtomicUsize>) {
+            let polls = Arc::new(AtomicUsize::new(0));
+            let counted = Self {
+                polls: polls.clone(),
+                mine: mine.clone(),
+                theirs: theirs.clone(),
+                ready_after,
+            };
+            (counted, polls)
+        }
+    }
+
+    impl Future for Counted {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let n = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+            *self.mine.lock().unwrap() = Some(cx.waker().clone());
+            if let Some(waker) = self.theirs.lock().unwrap().take() {
+                waker.wake();
+            }
+            if n >= self.ready_after {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Polls `fut` once with a waker that counts the wakes it gets.
+    fn poll_once(fut: Pin<&mut impl Future<Output = ()>>, wakes: &Arc<Counter>) -> Poll<()> {
+        let waker = Waker::from(wakes.clone());
+        fut.poll(&mut Context::from_waker(&waker))
+    }
+
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes the two futures raise for each other while the task polls are
+    /// served within that poll, and never reach the task's waker: a
+    /// five-step exchange finishes in one poll of the task.
+    #[test]
+    fn wakes_between_the_two_are_served_in_the_same_poll() {
+        let (a, b): (Slot, Slot) = Default::default();
+        let (driver, driver_polls) = Counted::new(&a, &b, 3);
+        let (handler, handler_polls) = Counted::new(&b, &a, 3);
+        let (driver, handler) = (std::pin::pin!(driver), std::pin::pin!(handler));
+        let fut = std::pin::pin!(join(driver, handler));
+        let wakes = Arc::new(Counter::default());
+        assert!(poll_once(fut, &wakes).is_ready());
+        assert_eq!(driver_polls.load(Ordering::SeqCst), 3);
+        assert_eq!(handler_polls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "the task was never woken"
+        );
+    }
+
+    /// A wake from outside reaches the task, and only the future it was
+    /// for is polled again.
+    #[test]
+    fn only_the_future_woken_is_polled() {
+        let (a, b, nobody): (Slot, Slot, Slot) = Default::default();
+        let (driver, driver_polls) = Counted::new(&a, &nobody, 2);
+        let (handler, handler_polls) = Counted::new(&b, &nobody, 10);
+        let (driver, handler) = (std::pin::pin!(driver), std::pin::pin!(handler));
+        let mut fut = std::pin::pin!(join(driver, handler));
+        let wakes = Arc::new(Counter::default());
+        assert!(poll_once(fut.as_mut(), &wakes).is_pending());
+        // The driver is woken from outside the task, as the socket would.
+        a.lock().unwrap().take().unwrap().wake();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task was woken");
+        assert!(poll_once(fut.as_mut(), &wakes).is_pending());
+        assert_eq!(driver_polls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            handler_polls.load(Ordering::SeqCst),
+            1,
+            "the handler was not polled"
+        );
+    }
+}

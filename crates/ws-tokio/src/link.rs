@@ -1,0 +1,558 @@
+//! The hand-off between the application's halves and the driver.
+//!
+//! Two queues, each behind its own short-lived mutex: received messages
+//! (driver to [`WebSocketReceiver`](crate::WebSocketReceiver)) and commands
+//! (every [`WebSocketSender`](crate::WebSocketSender) clone to the driver).
+//! The receiver and the senders never touch the same lock, so the two
+//! halves of a split connection do not contend with each other; each meets
+//! the driver only for a push or a pop, never across I/O.
+//!
+//! The driver moves whole batches: it appends every message decoded from
+//! one read under one lock, and takes every queued command under one lock
+//! (swapping buffers when all of them fit). An idle connection's queues hold
+//! no allocation: the driver gives their buffers back when its socket has
+//! nothing to read.
+//!
+//! Wakeups are edge-triggered: a push wakes the other side only when the
+//! queue was empty (or the driver said it was waiting for room), so a burst
+//! costs one wakeup.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures_util::task::AtomicWaker;
+use ws_proto::{CloseFrame, Message};
+
+use crate::error::Error;
+
+/// A command from the application to the connection's driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A message, and the units of the byte budget it holds: the driver
+    /// gives them back once it takes the message.
+    Send(Message, usize),
+    Close(Option<CloseFrame>),
+}
+
+/// One received item: a message, or the error that ended the connection.
+pub(crate) type Received = Result<Message, Error>;
+
+/// What the driver, the receiver and every sender share.
+#[derive(Debug)]
+pub(crate) struct Link {
+    incoming: Mutex<Incoming>,
+    outgoing: Mutex<Outgoing>,
+    /// The driver's waker, and whether something happened since it last
+    /// looked.
+    driver: AtomicWaker,
+    notified: AtomicBool,
+    /// Received messages queued before the driver stops reading.
+    capacity: usize,
+    /// Budget units (payload bytes) queued before senders wait.
+    high_water: usize,
+}
+
+#[derive(Debug, Default)]
+struct Incoming {
+    queue: VecDeque<Received>,
+    receiver: Option<Waker>,
+    /// The driver waits for room in the queue (or for it to drain).
+    driver_waiting: bool,
+    /// The driver has ended: once the queue is empty, the stream ends.
+    closed: bool,
+    /// The receiver was dropped: nothing more is queued.
+    receiver_gone: bool,
+}
+
+#[derive(Debug, Default)]
+struct Outgoing {
+    queue: VecDeque<Command>,
+    /// Budget units held by queued messages.
+    queued: usize,
+    /// Senders waiting for budget.
+    waiters: Vec<Waker>,
+    /// Live senders; when the last one goes, the connection closes.
+    senders: usize,
+    /// No more sends: the application closed, or the driver ended.
+    closed: bool,
+}
+
+/// Where the receiver stands.
+pub(crate) enum Room {
+    /// This many more messages may be queued.
+    Free(usize),
+    /// The receiver is gone: decoded messages are discarded.
+    Gone,
+}
+
+/// What the driver took from the command queue.
+pub(crate) struct Taken {
+    /// Every sender is gone: the application is done.
+    pub(crate) senders_gone: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; should one ever, the
+    // queues are still consistent, so the poison is ignored.
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl Link {
+    pub(crate) fn new(capacity: usize, high_water: usize) -> Self {
+        Self {
+            incoming: Mutex::default(),
+            outgoing: Mutex::new(Outgoing {
+                senders: 1,
+                ..Outgoing::default()
+            }),
+            driver: AtomicWaker::new(),
+            notified: AtomicBool::new(false),
+            capacity,
+            high_water,
+        }
+    }
+
+    pub(crate) fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    fn wake_driver(&self) {
+        self.notified.store(true, Ordering::Release);
+        self.driver.wake();
+    }
+
+    // ---- the receiver's side ----
+
+    /// The next received item; `None` once the driver has ended and
+    /// everything queued was taken. Cancel-safe: an item is either returned
+    /// or left queued.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Received>> {
+        let mut incoming = lock(&self.incoming);
+        if let Some(item) = incoming.queue.pop_front() {
+            let wake = std::mem::take(&mut incoming.driver_waiting);
+            drop(incoming);
+            if wake {
+                self.wake_driver();
+            }
+            return Poll::Ready(Some(item));
+        }
+        if incoming.closed {
+            return Poll::Ready(None);
+        }
+        match &mut incoming.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The receiver was dropped.
+    pub(crate) fn drop_receiver(&self) {
+        let mut incoming = lock(&self.incoming);
+        incoming.receiver_gone = true;
+        incoming.queue = VecDeque::new();
+        incoming.receiver = None;
+        let wake = std::mem::take(&mut incoming.driver_waiting);
+        drop(incoming);
+        if wake {
+            self.wake_driver();
+        }
+    }
+
+    // ---- the senders' side ----
+
+    /// Queues a message holding `units` of budget if they fit (or the queue
+    /// is empty); otherwise gives it back. With `cx`, a sender that must
+    /// wait is woken when budget frees up.
+    pub(crate) fn try_send(
+        &self,
+        message: Message,
+        units: usize,
+        cx: Option<&mut Context<'_>>,
+    ) -> Result<(), (Message, Error)> {
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.closed {
+            return Err((message, Error::Closed(None)));
+        }
+        if outgoing.queued > 0 && outgoing.queued + units > self.high_water {
+            if let Some(cx) = cx
+                && !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker()))
+            {
+                outgoing.waiters.push(cx.waker().clone());
+            }
+            return Err((message, Error::Full));
+        }
+        outgoing.queued += units;
+        self.push_locked(outgoing, Command::Send(message, units));
+        Ok(())
+    }
+
+    /// Whether a message of one unit would be queued now; otherwise the
+    /// sender is woken when budget frees up.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.closed {
+            return Poll::Ready(Err(Error::Closed(None)));
+        }
+        if outgoing.queued < self.high_water {
+            return Poll::Ready(Ok(()));
+        }
+        if !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            outgoing.waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Queues a message whatever the budget (after `poll_ready`): the queue
+    /// may pass its high-water mark by one message.
+    pub(crate) fn force_send(&self, message: Message, units: usize) -> Result<(), Error> {
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.closed {
+            return Err(Error::Closed(None));
+        }
+        outgoing.queued += units;
+        self.push_locked(outgoing, Command::Send(message, units));
+        Ok(())
+    }
+
+    /// Queues a close; nothing more can be sent after it.
+    pub(crate) fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.closed {
+            return Err(Error::Closed(None));
+        }
+        outgoing.closed = true;
+        let waiters = std::mem::take(&mut outgoing.waiters);
+        self.push_locked(outgoing, Command::Close(frame));
+        waiters.into_iter().for_each(Waker::wake);
+        Ok(())
+    }
+
+    fn push_locked(&self, mut outgoing: MutexGuard<'_, Outgoing>, command: Command) {
+        let first = outgoing.queue.is_empty();
+        outgoing.queue.push_back(command);
+        drop(outgoing);
+        if first {
+            // The driver takes the whole queue each time it looks, so only
+            // the first command of a batch needs to wake it.
+            self.wake_driver();
+        }
+    }
+
+    /// A sender was cloned.
+    pub(crate) fn add_sender(&self) {
+        lock(&self.outgoing).senders += 1;
+    }
+
+    /// A sender was dropped.
+    pub(crate) fn drop_sender(&self) {
+        let mut outgoing = lock(&self.outgoing);
+        outgoing.senders -= 1;
+        let last = outgoing.senders == 0;
+        drop(outgoing);
+        if last {
+            self.wake_driver();
+        }
+    }
+
+    /// Budget units queued now.
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.outgoing).queued
+    }
+
+    // ---- the driver's side ----
+
+    /// How many received messages may be queued now. When none may, the
+    /// driver is woken once the receiver takes one.
+    pub(crate) fn room(&self) -> Room {
+        let mut incoming = lock(&self.incoming);
+        if incoming.receiver_gone {
+            return Room::Gone;
+        }
+        let free = self.capacity.saturating_sub(incoming.queue.len());
+        if free == 0 {
+            incoming.driver_waiting = true;
+        }
+        Room::Free(free)
+    }
+
+    /// Queues received items (all of `batch`, which is left empty), whatever
+    /// the room: the driver checked [`room`](Self::room) first, and an error
+    /// may pass the bound by one.
+    pub(crate) fn deliver(&self, batch: &mut VecDeque<Received>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut incoming = lock(&self.incoming);
+        if incoming.receiver_gone {
+            batch.clear();
+            return;
+        }
+        if incoming.queue.is_empty() {
+            // Swap buffers: the batch's becomes the queue's, and the empty
+            // queue's comes back for the next batch.
+            std::mem::swap(&mut incoming.queue, batch);
+        } else {
+            incoming.queue.append(batch);
+        }
+        let receiver = incoming.receiver.take();
+        drop(incoming);
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+    }
+
+    /// Whether everything delivered was taken (or the receiver is gone).
+    /// When not, the driver is woken once more is taken.
+    pub(crate) fn drained(&self) -> bool {
+        let mut incoming = lock(&self.incoming);
+        let drained = incoming.queue.is_empty() || incoming.receiver_gone;
+        if !drained {
+            incoming.driver_waiting = true;
+        }
+        drained
+    }
+
+    /// Moves queued commands into `into` while their budget units stay
+    /// within `room` (at least one command), gives those units back, and
+    /// wakes the senders waiting for them.
+    pub(crate) fn take_commands(&self, into: &mut VecDeque<Command>, room: usize) -> Taken {
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.queue.is_empty() {
+            return Taken {
+                senders_gone: outgoing.senders == 0,
+            };
+        }
+        if outgoing.queued <= room && into.is_empty() {
+            std::mem::swap(&mut outgoing.queue, into);
+            outgoing.queued = 0;
+        } else {
+            let mut taken = 0;
+            while let Some(command) = outgoing.queue.pop_front() {
+                let units = match &command {
+                    Command::Send(_, units) => *units,
+                    Command::Close(_) => 0,
+                };
+                taken += units;
+                outgoing.queued -= units;
+                into.push_back(command);
+                if taken >= room {
+                    break;
+                }
+            }
+        }
+        // Reported only once the queue is empty: what the last sender
+        // queued before it went is still sent.
+        let senders_gone = outgoing.senders == 0 && outgoing.queue.is_empty();
+        let waiters = std::mem::take(&mut outgoing.waiters);
+        drop(outgoing);
+        waiters.into_iter().for_each(Waker::wake);
+        Taken { senders_gone }
+    }
+
+    /// Whether commands are queued, or every sender is gone.
+    fn has_commands(&self) -> bool {
+        let outgoing = lock(&self.outgoing);
+        !outgoing.queue.is_empty() || outgoing.senders == 0
+    }
+
+    /// Ready once a sender queued something (when `commands`), the receiver
+    /// made room (when `room`), or anything else woke the driver since it
+    /// last looked.
+    pub(crate) fn poll_driver(&self, cx: &mut Context<'_>, commands: bool, room: bool) -> Poll<()> {
+        if self.notified.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.driver.register(cx.waker());
+        // Checked after registering, so that a push in between is not lost.
+        let ready = self.notified.swap(false, Ordering::AcqRel)
+            || (commands && self.has_commands())
+            || (room && !matches!(self.room(), Room::Free(0)));
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Gives back the queues' buffers when they are empty: the connection
+    /// is idle.
+    pub(crate) fn release_idle_buffers(&self) {
+        let mut incoming = lock(&self.incoming);
+        if incoming.queue.is_empty() && incoming.queue.capacity() > 0 {
+            incoming.queue = VecDeque::new();
+        }
+        drop(incoming);
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.queue.is_empty() && outgoing.queue.capacity() > 0 {
+            outgoing.queue = VecDeque::new();
+        }
+    }
+
+    /// The driver has ended: senders get [`Error::Closed`], and the receiver
+    /// gets `None` after what is queued.
+    pub(crate) fn shut(&self) {
+        let mut outgoing = lock(&self.outgoing);
+        outgoing.closed = true;
+        outgoing.queue = VecDeque::new();
+        outgoing.queued = 0;
+        let waiters = std::mem::take(&mut outgoing.waiters);
+        drop(outgoing);
+        waiters.into_iter().for_each(Waker::wake);
+        let mut incoming = lock(&self.incoming);
+        incoming.closed = true;
+        let receiver = incoming.receiver.take();
+        drop(incoming);
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+    }
+
+    /// Stops sends without ending the receiver's stream (the closing
+    /// handshake has begun).
+    pub(crate) fn close_sends(&self) {
+        let mut outgoing = lock(&self.outgoing);
+        outgoing.closed = true;
+        let waiters = std::mem::take(&mut outgoing.waiters);
+        drop(outgoing);
+        waiters.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// The driver's handle: shuts the link when dropped, however the driver
+/// ends (finished, or its task aborted).
+pub(crate) struct DriverLink(pub(crate) std::sync::Arc<Link>);
+
+impl Drop for DriverLink {
+    fn drop(&mut self) {
+        self.0.shut();
+    }
+}
+
+impl std::ops::Deref for DriverLink {
+    type Target = Link;
+    fn deref(&self) -> &Link {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn text(s: &'static str) -> Message {
+        Message::Text(s.into())
+    }
+
+    #[test]
+    fn a_sender_past_the_high_water_mark_waits_until_the_driver_takes() {
+        let link = Link::new(4, 10);
+        let wakes = Arc::new(Counter::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(link.try_send(text("12345678"), 8, None).is_ok());
+        // 8 + 8 > 10: full, and the sender is registered to wait.
+        let (_, error) = link
+            .try_send(text("12345678"), 8, Some(&mut cx))
+            .unwrap_err();
+        assert!(matches!(error, Error::Full));
+        assert_eq!(link.queued(), 8);
+        let mut taken = VecDeque::new();
+        link.take_commands(&mut taken, usize::MAX);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(link.queued(), 0);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "the waiting sender was woken"
+        );
+        assert!(link.try_send(text("12345678"), 8, None).is_ok());
+    }
+
+    #[test]
+    fn any_message_fits_an_empty_queue() {
+        let link = Link::new(4, 10);
+        assert!(
+            link.try_send(text("far more than ten bytes"), 10, None)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_driver_takes_commands_within_its_room() {
+        let link = Link::new(4, 100);
+        for _ in 0..3 {
+            link.try_send(text("0123456789"), 10, None).unwrap();
+        }
+        let mut taken = VecDeque::new();
+        link.take_commands(&mut taken, 15);
+        assert_eq!(taken.len(), 2, "taken until the room is used up");
+        assert_eq!(link.queued(), 10);
+    }
+
+    #[test]
+    fn sends_fail_after_close() {
+        let link = Link::new(4, 100);
+        link.close(None).unwrap();
+        assert!(matches!(link.close(None), Err(Error::Closed(None))));
+        let (_, error) = link.try_send(text("late"), 4, None).unwrap_err();
+        assert!(matches!(error, Error::Closed(None)));
+    }
+
+    #[test]
+    fn the_last_sender_gone_is_reported_after_its_commands() {
+        let link = Link::new(4, 100);
+        link.add_sender();
+        link.try_send(text("a"), 1, None).unwrap();
+        link.drop_sender();
+        link.drop_sender();
+        let mut taken = VecDeque::new();
+        let outcome = link.take_commands(&mut taken, 0);
+        // Room 0 still takes one command; the queue is then empty.
+        assert_eq!(taken.len(), 1);
+        assert!(outcome.senders_gone);
+    }
+
+    #[test]
+    fn the_receiver_gets_what_was_delivered_then_the_end() {
+        let link = Link::new(2, 100);
+        let wakes = Arc::new(Counter::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(link.poll_recv(&mut cx).is_pending());
+        let mut batch: VecDeque<Received> = [Ok(text("a")), Ok(text("b"))].into();
+        link.deliver(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(link.room(), Room::Free(0)));
+        link.shut();
+        assert!(matches!(link.poll_recv(&mut cx), Poll::Ready(Some(Ok(_)))));
+        assert!(matches!(link.poll_recv(&mut cx), Poll::Ready(Some(Ok(_)))));
+        assert!(matches!(link.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn nothing_is_queued_once_the_receiver_is_gone() {
+        let link = Link::new(2, 100);
+        link.drop_receiver();
+        assert!(matches!(link.room(), Room::Gone));
+        let mut batch: VecDeque<Received> = [Ok(text("a"))].into();
+        link.deliver(&mut batch);
+        assert!(batch.is_empty());
+        assert!(link.drained());
+    }
+}
