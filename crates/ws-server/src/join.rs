@@ -72,12 +72,14 @@ impl Wake for Mark {
 /// the task returns, and what the driver delivers is handled before it
 /// returns.
 ///
-/// The futures are pinned by the caller: taken by value, they would be
-/// stored twice in the connection's task (as arguments, then pinned).
-pub(crate) async fn join(
-    mut driver: Pin<&mut impl Future<Output = ()>>,
-    mut handler: Pin<&mut impl Future<Output = ()>>,
-) {
+/// The futures are pinned by the caller (boxed, by the server): taken by
+/// value, they would be stored twice in the connection's task (as
+/// arguments, then pinned).
+pub(crate) async fn join<D, H>(mut driver: Pin<&mut D>, mut handler: Pin<&mut H>)
+where
+    D: Future<Output = ()> + ?Sized,
+    H: Future<Output = ()> + ?Sized,
+{
     let join = Arc::new(Join::default());
     let driver_mark = Mark::new(&join);
     let handler_mark = Mark::new(&join);

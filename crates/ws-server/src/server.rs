@@ -350,7 +350,9 @@ impl ServerBuilder {
     }
 }
 
-type Handler = Arc<dyn Fn(WebSocket) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// A boxed future of a connection: its driver, or its handler.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Handler = Arc<dyn Fn(WebSocket) -> Task + Send + Sync>;
 type ListenFn =
     Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> + Send>;
 
@@ -535,14 +537,18 @@ async fn connection(
     let deadline = Instant::now() + shared.builder.handshake_timeout;
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.builder.tls {
-        // Boxed: a TLS stream holds rustls's state inline, several KiB that
-        // every plain connection's task would otherwise reserve too.
-        let accepted = Box::pin(timeout_at(deadline, tls.acceptor.accept(stream))).await;
-        match accepted {
-            Ok(Ok(stream)) => Box::pin(upgrade(stream, peer, shared, shutdown, deadline)).await,
-            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
-        }
+        // Boxed whole: a TLS stream holds rustls's state inline, several
+        // KiB that every plain connection's task would otherwise reserve
+        // too. (Made in a statement of its own: a temporary in the
+        // statement that awaits would be kept in the task as well.)
+        let tls_connection = Box::pin(async move {
+            match timeout_at(deadline, tls.acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => upgrade(stream, peer, shared, shutdown, deadline).await,
+                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        });
+        tls_connection.await;
         return;
     }
     upgrade(stream, peer, shared, shutdown, deadline).await;
@@ -556,8 +562,12 @@ async fn upgrade<S: Transport>(
     deadline: Instant,
 ) {
     let builder = &shared.builder;
-    let outcome = timeout_at(deadline, handshake(&mut stream, peer, builder)).await;
-    let (handshake, leftover) = match outcome {
+    // Boxed: the handshake's state (parser, request, hook, response) is
+    // needed once, and would otherwise stay reserved in the task for the
+    // connection's whole life. (Made in a statement of its own: a temporary
+    // in the statement that awaits would be kept in the task as well.)
+    let handshaking = Box::pin(timeout_at(deadline, handshake(&mut stream, peer, builder)));
+    let (handshake, leftover) = match handshaking.await {
         Ok(Ok(Some(accepted))) => accepted,
         Ok(Ok(None)) => return,
         Ok(Err(error)) => {
@@ -571,11 +581,28 @@ async fn upgrade<S: Transport>(
     };
     tracing::Span::current().record("path", handshake.request().uri().path());
     tracing::debug!(protocol = ?handshake.protocol(), "handshake complete");
+    let (mut driver, mut handler) = open(stream, handshake, &leftover, shared, shutdown);
+    drop(leftover);
+    crate::join::join(driver.as_mut(), handler.as_mut()).await;
+}
 
+/// The driver and the handler of a connection whose handshake is done,
+/// both boxed.
+///
+/// Not an async fn, and the futures boxed, so that the connection's task
+/// holds each once: an async fn keeps room for the locals the futures are
+/// made from until its end.
+fn open<S: Transport>(
+    stream: S,
+    handshake: Handshake,
+    leftover: &[u8],
+    shared: &Shared,
+    shutdown: watch::Receiver<bool>,
+) -> (Task, Task) {
+    let builder = &shared.builder;
     let mut conn = Connection::new(Role::Server, builder.config.clone());
     // Bytes that came with the request: the client's first frames.
-    conn.handle_bytes(&leftover);
-    drop(leftover);
+    conn.handle_bytes(leftover);
     let shutdown = async move {
         let mut shutdown = shutdown;
         if shutdown.wait_for(|stop| *stop).await.is_err() {
@@ -584,8 +611,7 @@ async fn upgrade<S: Transport>(
         }
     };
     let (ws, driver) = ws_tokio::start(stream, conn, handshake, &builder.settings, shutdown);
-    let handler = (shared.handler)(ws);
-    crate::join::join(std::pin::pin!(driver), std::pin::pin!(handler)).await;
+    (Box::pin(driver), (shared.handler)(ws))
 }
 
 /// Reads and answers the upgrade request. `Ok(None)`: answered with an

@@ -153,7 +153,7 @@ pub fn start<S: Transport>(
         DriverLink(link),
         settings.clone(),
         shared,
-        shutdown,
+        Box::pin(shutdown),
     );
     (ws, driver)
 }
@@ -315,277 +315,288 @@ fn poll_io<S: Transport>(
     read
 }
 
-async fn drive<S: Transport>(
+/// The driver's loop.
+///
+/// Not an async fn: the block below uses the arguments in place, where an
+/// async fn would keep a second copy of each in the future. The shutdown
+/// future comes boxed for the same reason (pinning it here would move it).
+#[allow(clippy::manual_async_fn)]
+fn drive<S: Transport>(
     mut stream: S,
     mut conn: Connection,
     link: DriverLink,
     settings: Settings,
     shared: Arc<Shared>,
-    shutdown: impl Future<Output = ()> + Send,
-) {
-    let mut shutdown = pin!(shutdown);
-    let mut out = Output::default();
-    // Received messages on their way to the application, and commands on
-    // their way from it: moved across the link in batches.
-    let mut received: VecDeque<Received> = VecDeque::new();
-    let mut commands: VecDeque<Command> = VecDeque::new();
-    let outbox = shared.outbox();
-    let broadcasts = conn.role() == Role::Server;
-    let mut eof = false;
-    let mut commands_open = true;
-    let mut incoming_open = true;
-    let mut shutdown_seen = false;
-    let mut failure: Option<Error> = None;
-    let mut ping_seq: u64 = 0;
-    let mut ping_sent = Instant::now();
-    let mut next_ping = settings
-        .ping_interval
-        .map(|interval| Instant::now() + interval);
-    let mut pong_deadline: Option<Instant> = None;
-    let mut awaiting_pong = false;
-    let mut close_deadline: Option<Instant> = None;
-    // One timer for the earliest deadline, reset only when that changes:
-    // registering a timer on every pass of the loop would cost more than
-    // the rest of a small message's trip.
-    let mut timer = pin!(sleep_until(Instant::now()));
-    let mut armed: Option<Instant> = None;
+    mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let mut out = Output::default();
+        // Received messages on their way to the application, and commands on
+        // their way from it: moved across the link in batches.
+        let mut received: VecDeque<Received> = VecDeque::new();
+        let mut commands: VecDeque<Command> = VecDeque::new();
+        let outbox = shared.outbox();
+        let broadcasts = conn.role() == Role::Server;
+        let mut eof = false;
+        let mut commands_open = true;
+        let mut incoming_open = true;
+        let mut shutdown_seen = false;
+        let mut failure: Option<Error> = None;
+        let mut ping_seq: u64 = 0;
+        let mut ping_sent = Instant::now();
+        let mut next_ping = settings
+            .ping_interval
+            .map(|interval| Instant::now() + interval);
+        let mut pong_deadline: Option<Instant> = None;
+        let mut awaiting_pong = false;
+        let mut close_deadline: Option<Instant> = None;
+        // One timer for the earliest deadline, reset only when that changes:
+        // registering a timer on every pass of the loop would cost more than
+        // the rest of a small message's trip.
+        let mut timer = pin!(sleep_until(Instant::now()));
+        let mut armed: Option<Instant> = None;
 
-    loop {
-        // 1. Decode what was received, as far as the application keeps up.
-        let mut blocked = false;
-        if conn.state() != State::Closed {
-            let mut free = match link.room() {
-                Room::Free(free) if incoming_open => free,
-                // Nobody is reading: messages are decoded and dropped.
-                _ => {
-                    incoming_open = false;
-                    usize::MAX
-                }
-            };
-            while conn.state() != State::Closed {
-                if free == 0 {
-                    blocked = true;
-                    break;
-                }
-                let deliver = match conn.poll_message() {
-                    Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                        tracing::trace!(len = payload_len(&message), "received message");
-                        Some(message)
-                    }
-                    Ok(Some(Message::Pong(payload))) => {
-                        tracing::trace!(len = payload.len(), "received pong");
-                        // Only the pong of the latest keepalive ping counts:
-                        // a stray, late or duplicate pong changes nothing.
-                        if awaiting_pong && payload[..] == ping_seq.to_be_bytes() {
-                            awaiting_pong = false;
-                            pong_deadline = None;
-                            shared.record_rtt(ping_sent.elapsed());
-                        }
-                        settings.control_frames.then_some(Message::Pong(payload))
-                    }
-                    Ok(Some(Message::Ping(payload))) => {
-                        tracing::trace!(len = payload.len(), "received ping");
-                        // Answer each ping of a burst while the output has
-                        // room; past that, the core keeps only the latest
-                        // pong owed.
-                        if out.len() < COALESCE_LIMIT {
-                            conn.poll_transmit(&mut out.tail);
-                        }
-                        settings.control_frames.then_some(Message::Ping(payload))
-                    }
-                    Ok(Some(Message::Close(frame))) => {
-                        tracing::debug!(?frame, "received close");
-                        if let Some(frame) = frame {
-                            shared.record_close(frame);
-                        }
-                        None
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        tracing::debug!(%error, "protocol error");
-                        failure = Some(error.into());
-                        break;
+        loop {
+            // 1. Decode what was received, as far as the application keeps up.
+            let mut blocked = false;
+            if conn.state() != State::Closed {
+                let mut free = match link.room() {
+                    Room::Free(free) if incoming_open => free,
+                    // Nobody is reading: messages are decoded and dropped.
+                    _ => {
+                        incoming_open = false;
+                        usize::MAX
                     }
                 };
-                if let Some(message) = deliver.filter(|_| incoming_open) {
-                    received.push_back(Ok(message));
-                    free -= 1;
+                while conn.state() != State::Closed {
+                    if free == 0 {
+                        blocked = true;
+                        break;
+                    }
+                    let deliver = match conn.poll_message() {
+                        Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                            tracing::trace!(len = payload_len(&message), "received message");
+                            Some(message)
+                        }
+                        Ok(Some(Message::Pong(payload))) => {
+                            tracing::trace!(len = payload.len(), "received pong");
+                            // Only the pong of the latest keepalive ping counts:
+                            // a stray, late or duplicate pong changes nothing.
+                            if awaiting_pong && payload[..] == ping_seq.to_be_bytes() {
+                                awaiting_pong = false;
+                                pong_deadline = None;
+                                shared.record_rtt(ping_sent.elapsed());
+                            }
+                            settings.control_frames.then_some(Message::Pong(payload))
+                        }
+                        Ok(Some(Message::Ping(payload))) => {
+                            tracing::trace!(len = payload.len(), "received ping");
+                            // Answer each ping of a burst while the output has
+                            // room; past that, the core keeps only the latest
+                            // pong owed.
+                            if out.len() < COALESCE_LIMIT {
+                                conn.poll_transmit(&mut out.tail);
+                            }
+                            settings.control_frames.then_some(Message::Ping(payload))
+                        }
+                        Ok(Some(Message::Close(frame))) => {
+                            tracing::debug!(?frame, "received close");
+                            if let Some(frame) = frame {
+                                shared.record_close(frame);
+                            }
+                            None
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::debug!(%error, "protocol error");
+                            failure = Some(error.into());
+                            break;
+                        }
+                    };
+                    if let Some(message) = deliver.filter(|_| incoming_open) {
+                        received.push_back(Ok(message));
+                        free -= 1;
+                    }
+                }
+                link.deliver(&mut received);
+            }
+            if let Some(error) = failure.take_if(|_| conn.state() == State::Closed && incoming_open)
+            {
+                // The peer broke the protocol. Let the application answer the
+                // messages it was given before the error: hand it the error
+                // after them, and once it has taken everything (so its answers
+                // are queued), send them ahead of the failure's close frame.
+                let grace = settings.close_timeout.min(ANSWER_GRACE);
+                received.push_back(Err(error));
+                link.deliver(&mut received);
+                let _ = timeout(
+                    grace,
+                    poll_fn(|cx| {
+                        loop {
+                            if link.drained() {
+                                return Poll::Ready(());
+                            }
+                            std::task::ready!(link.poll_driver(cx, false, false));
+                        }
+                    }),
+                )
+                .await;
+                incoming_open = false;
+                link.take_commands(&mut commands, usize::MAX);
+                for command in commands.drain(..) {
+                    apply(&mut conn, command, &mut out);
                 }
             }
-            link.deliver(&mut received);
-        }
-        if let Some(error) = failure.take_if(|_| conn.state() == State::Closed && incoming_open) {
-            // The peer broke the protocol. Let the application answer the
-            // messages it was given before the error: hand it the error
-            // after them, and once it has taken everything (so its answers
-            // are queued), send them ahead of the failure's close frame.
-            let grace = settings.close_timeout.min(ANSWER_GRACE);
-            received.push_back(Err(error));
-            link.deliver(&mut received);
-            let _ = timeout(
-                grace,
-                poll_fn(|cx| {
-                    loop {
-                        if link.drained() {
-                            return Poll::Ready(());
-                        }
-                        std::task::ready!(link.poll_driver(cx, false, false));
-                    }
-                }),
-            )
-            .await;
-            incoming_open = false;
-            link.take_commands(&mut commands, usize::MAX);
-            for command in commands.drain(..) {
-                apply(&mut conn, command, &mut out);
-            }
-        }
 
-        // 2. Gather what the application queued.
-        if commands_open && out.len() < COALESCE_LIMIT {
-            let taken = link.take_commands(&mut commands, COALESCE_LIMIT - out.len());
-            for command in commands.drain(..) {
-                apply(&mut conn, command, &mut out);
+            // 2. Gather what the application queued.
+            if commands_open && out.len() < COALESCE_LIMIT {
+                let taken = link.take_commands(&mut commands, COALESCE_LIMIT - out.len());
+                for command in commands.drain(..) {
+                    apply(&mut conn, command, &mut out);
+                }
+                if taken.senders_gone {
+                    commands_open = false;
+                    // Every sender is gone: the application is done.
+                    let frame = CloseFrame::new(CloseCode::NORMAL, "");
+                    let _ = conn.close(Some(frame), &mut out.tail);
+                }
             }
-            if taken.senders_gone {
-                commands_open = false;
-                // Every sender is gone: the application is done.
-                let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                let _ = conn.close(Some(frame), &mut out.tail);
+            conn.poll_transmit(&mut out.tail);
+            // 2b. Take broadcast frames while the output has room.
+            if broadcasts && conn.state() == State::Open {
+                let room = COALESCE_LIMIT.saturating_sub(out.len());
+                if let Err(code) = outbox.drain(room, |frame| out.push_shared(frame)) {
+                    // A slow consumer to disconnect: what it has not taken is
+                    // discarded, and the close frame is tried once, without
+                    // waiting on a peer that is not reading.
+                    tracing::debug!(%code, "slow consumer: disconnecting");
+                    out.clear();
+                    let _ = conn.close(Some(CloseFrame::new(code, "slow consumer")), &mut out.tail);
+                    let _ = poll_fn(|cx| Poll::Ready(out.poll_write(&mut stream, cx))).await;
+                    shared.record_initiated_close();
+                    failure = Some(Error::Evicted(code));
+                    break;
+                }
             }
-        }
-        conn.poll_transmit(&mut out.tail);
-        // 2b. Take broadcast frames while the output has room.
-        if broadcasts && conn.state() == State::Open {
-            let room = COALESCE_LIMIT.saturating_sub(out.len());
-            if let Err(code) = outbox.drain(room, |frame| out.push_shared(frame)) {
-                // A slow consumer to disconnect: what it has not taken is
-                // discarded, and the close frame is tried once, without
-                // waiting on a peer that is not reading.
-                tracing::debug!(%code, "slow consumer: disconnecting");
-                out.clear();
-                let _ = conn.close(Some(CloseFrame::new(code, "slow consumer")), &mut out.tail);
-                let _ = poll_fn(|cx| Poll::Ready(out.poll_write(&mut stream, cx))).await;
+            if conn.is_awaiting_close() && close_deadline.is_none() {
+                // A close frame sent before any was received: this end started.
                 shared.record_initiated_close();
-                failure = Some(Error::Evicted(code));
+                close_deadline = Some(Instant::now() + settings.close_timeout);
+            }
+
+            // 3. Done once closed and flushed, or once the peer has gone.
+            if eof || conn.state() == State::Closed {
+                out.flush(&mut stream, settings.close_timeout).await;
                 break;
             }
-        }
-        if conn.is_awaiting_close() && close_deadline.is_none() {
-            // A close frame sent before any was received: this end started.
-            shared.record_initiated_close();
-            close_deadline = Some(Instant::now() + settings.close_timeout);
-        }
 
-        // 3. Done once closed and flushed, or once the peer has gone.
-        if eof || conn.state() == State::Closed {
-            out.flush(&mut stream, settings.close_timeout).await;
-            break;
-        }
-
-        // Stop reading while the peer is not taking what we write: a ping
-        // flood then cannot grow the output without bound.
-        let can_read = !blocked && out.len() < COALESCE_LIMIT;
-        let want_commands = commands_open && out.len() < COALESCE_LIMIT;
-        let ping_due = next_ping.filter(|_| !awaiting_pong && conn.state() == State::Open);
-        let deadline = [ping_due, pong_deadline, close_deadline]
-            .into_iter()
-            .flatten()
-            .min();
-        if deadline != armed {
-            if let Some(deadline) = deadline {
-                timer.as_mut().reset(deadline);
+            // Stop reading while the peer is not taking what we write: a ping
+            // flood then cannot grow the output without bound.
+            let can_read = !blocked && out.len() < COALESCE_LIMIT;
+            let want_commands = commands_open && out.len() < COALESCE_LIMIT;
+            let ping_due = next_ping.filter(|_| !awaiting_pong && conn.state() == State::Open);
+            let deadline = [ping_due, pong_deadline, close_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            if deadline != armed {
+                if let Some(deadline) = deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                armed = deadline;
             }
-            armed = deadline;
-        }
-        let mut idle = || {
-            // Nothing to read: give back the batches' buffers too.
-            link.release_idle_buffers();
-            received = VecDeque::new();
-            commands = VecDeque::new();
-        };
-        tokio::select! {
-            biased;
-            io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, &mut idle, cx)) => match io {
-                Ok(Io::Wrote(0)) => { failure.get_or_insert(Error::ConnectionLost); break; }
-                Ok(Io::Wrote(n)) => out.advance(n),
-                Ok(Io::Read(0)) => {
-                    conn.handle_eof();
-                    eof = true;
-                    if conn.close_received().is_none() {
-                        failure.get_or_insert(Error::ConnectionLost);
+            let mut idle = || {
+                // Nothing to read: give back the batches' buffers too.
+                link.release_idle_buffers();
+                received = VecDeque::new();
+                commands = VecDeque::new();
+            };
+            tokio::select! {
+                biased;
+                io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, &mut idle, cx)) => match io {
+                    Ok(Io::Wrote(0)) => { failure.get_or_insert(Error::ConnectionLost); break; }
+                    Ok(Io::Wrote(n)) => out.advance(n),
+                    Ok(Io::Read(0)) => {
+                        conn.handle_eof();
+                        eof = true;
+                        if conn.close_received().is_none() {
+                            failure.get_or_insert(Error::ConnectionLost);
+                        }
+                    }
+                    Ok(Io::Read(_)) => {}
+                    Err(error) => { failure.get_or_insert(error.into()); break; }
+                },
+                () = poll_fn(|cx| link.poll_driver(cx, want_commands, blocked)) => {}
+                () = poll_fn(|cx| outbox.poll_signal(cx)), if broadcasts && conn.state() == State::Open => {}
+                () = &mut timer, if armed.is_some() => {
+                    // Re-arm on the next pass, whatever fired.
+                    armed = None;
+                    let now = Instant::now();
+                    if close_deadline.is_some_and(|d| d <= now) {
+                        tracing::debug!("close timeout: the peer did not answer the close frame");
+                        break;
+                    }
+                    if pong_deadline.is_some_and(|d| d <= now) {
+                        tracing::debug!("keepalive ping timed out");
+                        failure = Some(Error::KeepaliveTimeout);
+                        shared.record_initiated_close();
+                        let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                        let _ = conn.close(Some(frame), &mut out.tail);
+                        out.flush(&mut stream, settings.close_timeout).await;
+                        break;
+                    }
+                    if ping_due.is_some_and(|d| d <= now) {
+                        ping_seq += 1;
+                        let ping = Message::Ping(ping_seq.to_be_bytes().to_vec().into());
+                        let _ = conn.send(&ping, &mut out.tail);
+                        ping_sent = now;
+                        awaiting_pong = true;
+                        pong_deadline = settings.ping_timeout.map(|t| ping_sent + t);
+                        next_ping = settings.ping_interval.map(|interval| ping_sent + interval);
+                        tracing::trace!(seq = ping_seq, "sent keepalive ping");
                     }
                 }
-                Ok(Io::Read(_)) => {}
-                Err(error) => { failure.get_or_insert(error.into()); break; }
-            },
-            () = poll_fn(|cx| link.poll_driver(cx, want_commands, blocked)) => {}
-            () = poll_fn(|cx| outbox.poll_signal(cx)), if broadcasts && conn.state() == State::Open => {}
-            () = &mut timer, if armed.is_some() => {
-                // Re-arm on the next pass, whatever fired.
-                armed = None;
-                let now = Instant::now();
-                if close_deadline.is_some_and(|d| d <= now) {
-                    tracing::debug!("close timeout: the peer did not answer the close frame");
-                    break;
-                }
-                if pong_deadline.is_some_and(|d| d <= now) {
-                    tracing::debug!("keepalive ping timed out");
-                    failure = Some(Error::KeepaliveTimeout);
-                    shared.record_initiated_close();
-                    let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                () = shutdown.as_mut(), if !shutdown_seen => {
+                    shutdown_seen = true;
+                    let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
                     let _ = conn.close(Some(frame), &mut out.tail);
-                    out.flush(&mut stream, settings.close_timeout).await;
-                    break;
                 }
-                if ping_due.is_some_and(|d| d <= now) {
-                    ping_seq += 1;
-                    let ping = Message::Ping(ping_seq.to_be_bytes().to_vec().into());
-                    let _ = conn.send(&ping, &mut out.tail);
-                    ping_sent = now;
-                    awaiting_pong = true;
-                    pong_deadline = settings.ping_timeout.map(|t| ping_sent + t);
-                    next_ping = settings.ping_interval.map(|interval| ping_sent + interval);
-                    tracing::trace!(seq = ping_seq, "sent keepalive ping");
-                }
-            }
-            () = &mut shutdown, if !shutdown_seen => {
-                shutdown_seen = true;
-                let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
-                let _ = conn.close(Some(frame), &mut out.tail);
             }
         }
-    }
 
-    outbox.close();
-    link.close_sends();
-    tracing::debug!(code = %conn.close_code(), "connection closed");
-    // RFC 6455 section 7.1.1: "the underlying TCP connection, in most normal
-    // cases, SHOULD be closed first by the server, so that it holds the
-    // TIME_WAIT state and not the client". After a clean closing handshake a
-    // client waits for the server's end of stream (below); anyone else
-    // closes now.
-    let client_waits =
-        conn.role() == Role::Client && !eof && conn.close_received().is_some() && failure.is_none();
-    if !client_waits {
-        let _ = timeout(settings.close_timeout, stream.shutdown()).await;
-    }
-    if let Some(failure) = failure
-        && incoming_open
-    {
-        received.push_back(Err(failure));
-        link.deliver(&mut received);
-    }
-    // The application's stream ends here: `close().await` returns once the
-    // closing handshake is done, not after the wait for the server.
-    drop(link);
-    if client_waits {
-        let _ = timeout(settings.close_timeout, async {
-            let mut scratch = [0u8; 512];
-            while let Ok(1..) = tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {}
-        })
-        .await;
-        let _ = timeout(settings.close_timeout, stream.shutdown()).await;
+        outbox.close();
+        link.close_sends();
+        tracing::debug!(code = %conn.close_code(), "connection closed");
+        // RFC 6455 section 7.1.1: "the underlying TCP connection, in most normal
+        // cases, SHOULD be closed first by the server, so that it holds the
+        // TIME_WAIT state and not the client". After a clean closing handshake a
+        // client waits for the server's end of stream (below); anyone else
+        // closes now.
+        let client_waits = conn.role() == Role::Client
+            && !eof
+            && conn.close_received().is_some()
+            && failure.is_none();
+        if !client_waits {
+            let _ = timeout(settings.close_timeout, stream.shutdown()).await;
+        }
+        if let Some(failure) = failure
+            && incoming_open
+        {
+            received.push_back(Err(failure));
+            link.deliver(&mut received);
+        }
+        // The application's stream ends here: `close().await` returns once the
+        // closing handshake is done, not after the wait for the server.
+        drop(link);
+        if client_waits {
+            let _ = timeout(settings.close_timeout, async {
+                let mut scratch = [0u8; 512];
+                while let Ok(1..) = tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {
+                }
+            })
+            .await;
+            let _ = timeout(settings.close_timeout, stream.shutdown()).await;
+        }
     }
 }
 
