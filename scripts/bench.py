@@ -33,12 +33,18 @@ RELEASE = os.path.join(ROOT, "target", "release")
 OURS = "ws"
 TT = "tokio-tungstenite"
 FWS = "fastwebsockets"
+# Not a WebSocket server: a bare loop that unmasks what it reads and answers
+# each read with one write (crates/ws-bench/src/bin/raw-echo.rs). It shows
+# the ceiling the load generator and the kernel allow on this machine.
+RAW = "bare loop"
 
 ECHO_SERVERS = {
     OURS: ["examples/echo_server"],
     TT: ["tt-echo"],
     FWS: ["fws-echo"],
 }
+# The plain echo profiles also run the bare loop, for the ceiling.
+ECHO_AND_CEILING = dict(ECHO_SERVERS, **{RAW: ["raw-echo"]})
 BROADCAST_SERVERS = {
     OURS: ["examples/broadcast_server"],
     TT: ["tt-broadcast"],
@@ -55,19 +61,19 @@ WSS_SERVERS = {
 # name, servers, ws-load arguments, metric, higher is better, goal text,
 # goal check on (our median, ours / tt, ours / fws), or None: no goal.
 PROFILES = [
-    ("echo 64 conn x 1 in flight, 5 B text", ECHO_SERVERS,
+    ("echo 64 conn x 1 in flight, 5 B text", ECHO_AND_CEILING,
      ["echo", "--connections", "64", "--depth", "1", "--size", "5"],
      "msgs_per_sec", True, ">= 1.3x tokio-tungstenite and >= fastwebsockets",
      lambda ours, tt, fws: tt >= 1.3 and fws >= 1.0),
-    ("echo 64 conn x 16 in flight, 5 B text", ECHO_SERVERS,
+    ("echo 64 conn x 16 in flight, 5 B text", ECHO_AND_CEILING,
      ["echo", "--connections", "64", "--depth", "16", "--size", "5"],
      "msgs_per_sec", True, ">= 8x tokio-tungstenite",
      lambda ours, tt, fws: tt >= 8.0),
-    ("echo 16 conn, 64 KiB binary", ECHO_SERVERS,
+    ("echo 16 conn, 64 KiB binary", ECHO_AND_CEILING,
      ["echo", "--connections", "16", "--depth", "1", "--size", "65536", "--binary"],
      "mb_per_sec", True, ">= 1.5x tokio-tungstenite",
      lambda ours, tt, fws: tt >= 1.5),
-    ("echo 16 conn, 1 MiB binary", ECHO_SERVERS,
+    ("echo 16 conn, 1 MiB binary", ECHO_AND_CEILING,
      ["echo", "--connections", "16", "--depth", "1", "--size", "1048576", "--binary"],
      "mb_per_sec", True, ">= 1.5x tokio-tungstenite",
      lambda ours, tt, fws: tt >= 1.5),
@@ -283,9 +289,13 @@ def write_report(profiles, results, opts):
             tt_rss = median_of(results[name][TT], "server_rss_kib")
             if rss and tt_rss:
                 extra += f"; server RSS {rss / 1024:,.0f} vs {tt_rss / 1024:,.0f} MiB"
-        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        ceiling = medians.get(RAW)
+        ceiling_text = ""
+        if ceiling and ours:
+            ceiling_text = f"{fmt(ceiling, metric)} (ws at {100 * ours / ceiling:.0f}%)"
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             name, fmt(ours, metric), fmt(medians.get(TT), metric),
-            fmt(medians.get(FWS), metric) if FWS in servers else "",
+            fmt(medians.get(FWS), metric) if FWS in servers else "", ceiling_text,
             f"{r_tt:.2f}x" if r_tt else "n/a",
             (f"{r_fws:.2f}x" if r_fws else "n/a") if FWS in servers else "",
             goal if met is None else f"{goal}: {'met' if met else 'not met'}", extra))
@@ -300,8 +310,8 @@ def write_report(profiles, results, opts):
         "",
         "Ratios are ws / peer for rates and peer / ws for memory: above 1 means ws is better.",
         "",
-        "| profile | ws | tokio-tungstenite | fastwebsockets | vs tokio-tungstenite | vs fastwebsockets | goal | latency, memory (ws vs tokio-tungstenite) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| profile | ws | tokio-tungstenite | fastwebsockets | bare loop (ceiling) | vs tokio-tungstenite | vs fastwebsockets | goal | latency, memory (ws vs tokio-tungstenite) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ] + rows + ["", "![ratios](benchmarks.svg)"])
 
     path = os.path.join(ROOT, "docs", "benchmarks.md")
