@@ -335,6 +335,9 @@ fn drive<S: Transport>(
         // their way from it: moved across the link in batches.
         let mut received: VecDeque<Received> = VecDeque::new();
         let mut commands: VecDeque<Command> = VecDeque::new();
+        // Whether anything crossed the link since its buffers were last
+        // given back: only then is there something to give back.
+        let mut link_used = false;
         let outbox = shared.outbox();
         let broadcasts = conn.role() == Role::Server;
         let mut eof = false;
@@ -418,6 +421,7 @@ fn drive<S: Transport>(
                         free -= 1;
                     }
                 }
+                link_used |= !received.is_empty();
                 link.deliver(&mut received);
             }
             if let Some(error) = failure.take_if(|_| conn.state() == State::Closed && incoming_open)
@@ -429,6 +433,7 @@ fn drive<S: Transport>(
                 let grace = settings.close_timeout.min(ANSWER_GRACE);
                 received.push_back(Err(error));
                 link.deliver(&mut received);
+                link_used = true;
                 let _ = timeout(
                     grace,
                     poll_fn(|cx| {
@@ -451,6 +456,7 @@ fn drive<S: Transport>(
             // 2. Gather what the application queued.
             if commands_open && out.len() < COALESCE_LIMIT {
                 let taken = link.take_commands(&mut commands, COALESCE_LIMIT - out.len());
+                link_used |= !commands.is_empty();
                 for command in commands.drain(..) {
                     apply(&mut conn, command, &mut out);
                 }
@@ -506,10 +512,13 @@ fn drive<S: Transport>(
                 armed = deadline;
             }
             let mut idle = || {
-                // Nothing to read: give back the batches' buffers too.
-                link.release_idle_buffers();
-                received = VecDeque::new();
-                commands = VecDeque::new();
+                // Nothing to read: give back the link's buffers and the
+                // batches', if a message crossed since the last time.
+                if std::mem::take(&mut link_used) {
+                    link.release_idle_buffers();
+                    received = VecDeque::new();
+                    commands = VecDeque::new();
+                }
             };
             tokio::select! {
                 biased;

@@ -79,6 +79,15 @@ struct Outgoing {
     closed: bool,
 }
 
+impl Outgoing {
+    /// No more sends: returns the senders waiting for budget, to be woken
+    /// (once the lock is released) so that they see it.
+    fn close(&mut self) -> Vec<Waker> {
+        self.closed = true;
+        std::mem::take(&mut self.waiters)
+    }
+}
+
 /// Where the receiver stands.
 pub(crate) enum Room {
     /// This many more messages may be queued.
@@ -223,8 +232,7 @@ impl Link {
         if outgoing.closed {
             return Err(Error::Closed(None));
         }
-        outgoing.closed = true;
-        let waiters = std::mem::take(&mut outgoing.waiters);
+        let waiters = outgoing.close();
         self.push_locked(outgoing, Command::Close(frame));
         waiters.into_iter().for_each(Waker::wake);
         Ok(())
@@ -395,10 +403,9 @@ impl Link {
     /// gets `None` after what is queued.
     pub(crate) fn shut(&self) {
         let mut outgoing = lock(&self.outgoing);
-        outgoing.closed = true;
         outgoing.queue = VecDeque::new();
         outgoing.queued = 0;
-        let waiters = std::mem::take(&mut outgoing.waiters);
+        let waiters = outgoing.close();
         drop(outgoing);
         waiters.into_iter().for_each(Waker::wake);
         let mut incoming = lock(&self.incoming);
@@ -413,10 +420,7 @@ impl Link {
     /// Stops sends without ending the receiver's stream (the closing
     /// handshake has begun).
     pub(crate) fn close_sends(&self) {
-        let mut outgoing = lock(&self.outgoing);
-        outgoing.closed = true;
-        let waiters = std::mem::take(&mut outgoing.waiters);
-        drop(outgoing);
+        let waiters = lock(&self.outgoing).close();
         waiters.into_iter().for_each(Waker::wake);
     }
 }
