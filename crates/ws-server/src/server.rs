@@ -475,7 +475,13 @@ async fn run(serve: Serve) -> io::Result<()> {
                 let span = tracing::debug_span!("ws", %peer, path = tracing::field::Empty);
                 tasks.spawn(
                     async move {
-                        connection(stream, peer, &shared, shutdown).await;
+                        // The task keeps only what an open connection
+                        // needs: the handshake's state lives in a box that
+                        // is freed once it is done.
+                        let opening = connection(stream, peer, shared, shutdown);
+                        if let Some((mut driver, mut handler)) = opening.await {
+                            crate::join::join(driver.as_mut(), handler.as_mut()).await;
+                        }
                         drop(slot);
                     }
                     .instrument(span),
@@ -526,32 +532,42 @@ async fn write_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     .await;
 }
 
-async fn connection(
+/// A connection being opened: the TLS handshake (if any) and the upgrade,
+/// under one deadline. Ends with the connection's driver and handler, or
+/// `None` once the connection is answered or dropped.
+type Opening = Pin<Box<dyn Future<Output = Option<(Task, Task)>> + Send>>;
+
+/// Opens a connection. Boxed, and not an async fn: everything the opening
+/// needs (the TLS state, the parser, the request as read) is freed once it
+/// is done, instead of staying reserved in the connection's task for its
+/// whole life.
+fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: &Shared,
+    shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    // One deadline for the TLS handshake (if any) and the HTTP upgrade.
-    let deadline = Instant::now() + shared.builder.handshake_timeout;
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &shared.builder.tls {
-        // Boxed whole: a TLS stream holds rustls's state inline, several
-        // KiB that every plain connection's task would otherwise reserve
-        // too. (Made in a statement of its own: a temporary in the
-        // statement that awaits would be kept in the task as well.)
-        let tls_connection = Box::pin(async move {
-            match timeout_at(deadline, tls.acceptor.accept(stream)).await {
+) -> Opening {
+    Box::pin(async move {
+        let _ = stream.set_nodelay(true);
+        let shared = &*shared;
+        // One deadline for the TLS handshake (if any) and the HTTP upgrade.
+        let deadline = Instant::now() + shared.builder.handshake_timeout;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &shared.builder.tls {
+            return match timeout_at(deadline, tls.acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => upgrade(stream, peer, shared, shutdown, deadline).await,
-                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
-            }
-        });
-        tls_connection.await;
-        return;
-    }
-    upgrade(stream, peer, shared, shutdown, deadline).await;
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    None
+                }
+            };
+        }
+        upgrade(stream, peer, shared, shutdown, deadline).await
+    })
 }
 
 async fn upgrade<S: Transport>(
@@ -560,38 +576,28 @@ async fn upgrade<S: Transport>(
     shared: &Shared,
     shutdown: watch::Receiver<bool>,
     deadline: Instant,
-) {
+) -> Option<(Task, Task)> {
     let builder = &shared.builder;
-    // Boxed: the handshake's state (parser, request, hook, response) is
-    // needed once, and would otherwise stay reserved in the task for the
-    // connection's whole life. (Made in a statement of its own: a temporary
-    // in the statement that awaits would be kept in the task as well.)
-    let handshaking = Box::pin(timeout_at(deadline, handshake(&mut stream, peer, builder)));
+    let handshaking = timeout_at(deadline, handshake(&mut stream, peer, builder));
     let (handshake, leftover) = match handshaking.await {
         Ok(Ok(Some(accepted))) => accepted,
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return None,
         Ok(Err(error)) => {
             tracing::debug!(%error, "handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!("handshake timed out");
-            return;
+            return None;
         }
     };
     tracing::Span::current().record("path", handshake.request().uri().path());
     tracing::debug!(protocol = ?handshake.protocol(), "handshake complete");
-    let (mut driver, mut handler) = open(stream, handshake, &leftover, shared, shutdown);
-    drop(leftover);
-    crate::join::join(driver.as_mut(), handler.as_mut()).await;
+    Some(open(stream, handshake, &leftover, shared, shutdown))
 }
 
 /// The driver and the handler of a connection whose handshake is done,
-/// both boxed.
-///
-/// Not an async fn, and the futures boxed, so that the connection's task
-/// holds each once: an async fn keeps room for the locals the futures are
-/// made from until its end.
+/// both boxed, so that the connection's task holds them once.
 fn open<S: Transport>(
     stream: S,
     handshake: Handshake,
