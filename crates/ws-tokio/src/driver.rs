@@ -2,7 +2,7 @@
 //! the `ws-proto` core, and messages between the core and the application.
 
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::io::{AsyncReadExt, ReadBuf};
+use tokio::time::{Instant, Sleep, sleep_until};
 use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
 
 use crate::error::Error;
@@ -245,20 +245,6 @@ impl Output {
         }
         Pin::new(stream).poll_write_vectored(cx, &slices[..count])
     }
-
-    /// Writes everything, within `limit`.
-    async fn flush<S: Transport>(&mut self, stream: &mut S, limit: Duration) {
-        let _ = timeout(limit, async {
-            while !self.is_empty() {
-                match poll_fn(|cx| self.poll_write(stream, cx)).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => self.advance(n),
-                }
-            }
-        })
-        .await;
-        self.clear();
-    }
 }
 
 /// What one poll of the transport did.
@@ -267,345 +253,589 @@ enum Io {
     Read(usize),
 }
 
-/// Writes `out` if it holds anything, and reads if `read` allows, whichever
-/// is ready first.
-///
-/// A read first waits for readiness with an empty buffer: an idle connection
-/// gives its read buffer back and allocates one only when bytes arrive.
-fn poll_io<S: Transport>(
-    stream: &mut S,
-    out: &Output,
-    conn: &mut Connection,
-    read: bool,
-    idle: &mut impl FnMut(),
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<Io>> {
-    if !out.is_empty()
-        && let Poll::Ready(written) = out.poll_write(stream, cx)
-    {
-        return Poll::Ready(written.map(Io::Wrote));
+pin_project_lite::pin_project! {
+    /// One timer for whichever deadline comes first, reset only when that
+    /// deadline changes: registering a timer on every pass would cost more
+    /// than the rest of a small message's trip.
+    struct Timer {
+        #[pin]
+        sleep: Sleep,
+        armed: Option<Instant>,
     }
-    if !read {
-        return Poll::Pending;
-    }
-    if conn.read_buffer().is_empty() {
-        match stream.poll_read_ready(cx) {
-            Poll::Pending => {
-                conn.release_idle_buffers();
-                idle();
-                return Poll::Pending;
-            }
-            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-            Poll::Ready(Ok(())) => {}
-        }
-    }
-    let want = conn.bytes_wanted().clamp(READ_CHUNK, READ_MAX);
-    let buf = conn.read_buffer();
-    let spare = buf.capacity() - buf.len();
-    if spare < 1024 || spare < want {
-        buf.reserve(want);
-    }
-    let read = pin!(stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
-    if read.is_pending() {
-        // Readiness was stale (as it is after the handshake's reads): the
-        // transport has now cleared it, and the next poll waits for it
-        // without a buffer.
-        conn.release_idle_buffers();
-    }
-    read
 }
 
-/// The driver's loop.
-///
-/// Not an async fn: the block below uses the arguments in place, where an
-/// async fn would keep a second copy of each in the future. The shutdown
-/// future comes boxed for the same reason (pinning it here would move it).
-#[allow(clippy::manual_async_fn)]
-fn drive<S: Transport>(
-    mut stream: S,
-    mut conn: Connection,
+impl Timer {
+    fn new() -> Self {
+        Self {
+            sleep: sleep_until(Instant::now()),
+            armed: None,
+        }
+    }
+
+    /// Sets the deadline (`None`: none).
+    fn arm(self: Pin<&mut Self>, deadline: Option<Instant>) {
+        let this = self.project();
+        if *this.armed != deadline {
+            if let Some(deadline) = deadline {
+                this.sleep.reset(deadline);
+            }
+            *this.armed = deadline;
+        }
+    }
+
+    /// Whether the deadline has passed; it is then disarmed.
+    fn poll_fired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let this = self.project();
+        if this.armed.is_some() && this.sleep.poll(cx).is_ready() {
+            *this.armed = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// Where the driver is in the connection's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Moving messages both ways.
+    Open,
+    /// The peer broke the protocol: the application has until the timer to
+    /// take the messages received before it, so that its answers leave
+    /// ahead of the close frame.
+    Grace,
+    /// Writing what is left, until the timer.
+    Flush,
+    /// A client after a clean closing handshake: waits, until the timer,
+    /// for the server to close the TCP connection first.
+    AwaitEof,
+    /// Shutting the transport down, until the timer.
+    Shutdown,
+    Done,
+}
+
+pin_project_lite::pin_project! {
+    /// The connection's driver: a future polled by hand, holding only the
+    /// connection's state (no `select!` state, no locals kept across
+    /// awaits), so that an idle connection costs little.
+    struct Driver<S> {
+        #[pin]
+        timer: Timer,
+        state: Inner<S>,
+    }
+}
+
+/// Everything the driver holds apart from its timer.
+struct Inner<S> {
+    stream: S,
+    conn: Connection,
     link: DriverLink,
     settings: Settings,
     shared: Arc<Shared>,
-    mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
-) -> impl Future<Output = ()> + Send {
-    async move {
-        let mut out = Output::default();
-        // Received messages on their way to the application, and commands on
-        // their way from it: moved across the link in batches.
-        let mut received: VecDeque<Received> = VecDeque::new();
-        let mut commands: VecDeque<Command> = VecDeque::new();
-        // Whether anything crossed the link since its buffers were last
-        // given back: only then is there something to give back.
-        let mut link_used = false;
-        let outbox = shared.outbox();
-        let broadcasts = conn.role() == Role::Server;
-        let mut eof = false;
-        let mut commands_open = true;
-        let mut incoming_open = true;
-        let mut shutdown_seen = false;
-        let mut failure: Option<Error> = None;
-        let mut ping_seq: u64 = 0;
-        let mut ping_sent = Instant::now();
-        let mut next_ping = settings
-            .ping_interval
-            .map(|interval| Instant::now() + interval);
-        let mut pong_deadline: Option<Instant> = None;
-        let mut awaiting_pong = false;
-        let mut close_deadline: Option<Instant> = None;
-        // One timer for the earliest deadline, reset only when that changes:
-        // registering a timer on every pass of the loop would cost more than
-        // the rest of a small message's trip.
-        let mut timer = pin!(sleep_until(Instant::now()));
-        let mut armed: Option<Instant> = None;
+    /// Taken once it has completed.
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    out: Output,
+    // Received messages on their way to the application, and commands on
+    // their way from it: moved across the link in batches.
+    received: VecDeque<Received>,
+    commands: VecDeque<Command>,
+    failure: Option<Error>,
+    phase: Phase,
+    ping_seq: u64,
+    ping_sent: Instant,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    close_deadline: Option<Instant>,
+    eof: bool,
+    commands_open: bool,
+    incoming_open: bool,
+    awaiting_pong: bool,
+    /// The receiver's queue is full: the socket is not read.
+    blocked: bool,
+    /// Whether anything crossed the link since its buffers were last given
+    /// back: only then is there something to give back.
+    link_used: bool,
+    /// Broadcast frames may be waiting in the outbox.
+    outbox_pending: bool,
+}
 
+/// The driver's loop.
+fn drive<S: Transport>(
+    stream: S,
+    conn: Connection,
+    link: DriverLink,
+    settings: Settings,
+    shared: Arc<Shared>,
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> impl Future<Output = ()> + Send {
+    let next_ping = settings
+        .ping_interval
+        .map(|interval| Instant::now() + interval);
+    Driver {
+        timer: Timer::new(),
+        state: Inner {
+            stream,
+            conn,
+            link,
+            settings,
+            shared,
+            shutdown: Some(shutdown),
+            out: Output::default(),
+            received: VecDeque::new(),
+            commands: VecDeque::new(),
+            failure: None,
+            phase: Phase::Open,
+            ping_seq: 0,
+            ping_sent: Instant::now(),
+            next_ping,
+            pong_deadline: None,
+            close_deadline: None,
+            eof: false,
+            commands_open: true,
+            incoming_open: true,
+            awaiting_pong: false,
+            blocked: false,
+            link_used: false,
+            outbox_pending: true,
+        },
+    }
+}
+
+impl<S: Transport> Future for Driver<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let mut timer = this.timer;
+        let state = this.state;
+        loop {
+            // Each step returns `Ready` once it has moved to another phase.
+            let step = match state.phase {
+                Phase::Open => state.poll_open(cx, timer.as_mut()),
+                Phase::Grace => state.poll_grace(cx, timer.as_mut()),
+                Phase::Flush => state.poll_flush(cx, timer.as_mut()),
+                Phase::AwaitEof => state.poll_await_eof(cx, timer.as_mut()),
+                Phase::Shutdown => state.poll_shutdown(cx, timer.as_mut()),
+                Phase::Done => return Poll::Ready(()),
+            };
+            std::task::ready!(step);
+        }
+    }
+}
+
+impl<S: Transport> Inner<S> {
+    /// The open connection: decode, hand over, gather, write, wait.
+    fn poll_open(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
         loop {
             // 1. Decode what was received, as far as the application keeps up.
-            let mut blocked = false;
-            if conn.state() != State::Closed {
-                let mut free = match link.room() {
-                    Room::Free(free) if incoming_open => free,
-                    // Nobody is reading: messages are decoded and dropped.
-                    _ => {
-                        incoming_open = false;
-                        usize::MAX
-                    }
-                };
-                while conn.state() != State::Closed {
-                    if free == 0 {
-                        blocked = true;
-                        break;
-                    }
-                    let deliver = match conn.poll_message() {
-                        Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                            tracing::trace!(len = payload_len(&message), "received message");
-                            Some(message)
-                        }
-                        Ok(Some(Message::Pong(payload))) => {
-                            tracing::trace!(len = payload.len(), "received pong");
-                            // Only the pong of the latest keepalive ping counts:
-                            // a stray, late or duplicate pong changes nothing.
-                            if awaiting_pong && payload[..] == ping_seq.to_be_bytes() {
-                                awaiting_pong = false;
-                                pong_deadline = None;
-                                shared.record_rtt(ping_sent.elapsed());
-                            }
-                            settings.control_frames.then_some(Message::Pong(payload))
-                        }
-                        Ok(Some(Message::Ping(payload))) => {
-                            tracing::trace!(len = payload.len(), "received ping");
-                            // Answer each ping of a burst while the output has
-                            // room; past that, the core keeps only the latest
-                            // pong owed.
-                            if out.len() < COALESCE_LIMIT {
-                                conn.poll_transmit(&mut out.tail);
-                            }
-                            settings.control_frames.then_some(Message::Ping(payload))
-                        }
-                        Ok(Some(Message::Close(frame))) => {
-                            tracing::debug!(?frame, "received close");
-                            if let Some(frame) = frame {
-                                shared.record_close(frame);
-                            }
-                            None
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::debug!(%error, "protocol error");
-                            failure = Some(error.into());
-                            break;
-                        }
-                    };
-                    if let Some(message) = deliver.filter(|_| incoming_open) {
-                        received.push_back(Ok(message));
-                        free -= 1;
-                    }
-                }
-                link_used |= !received.is_empty();
-                link.deliver(&mut received);
-            }
-            if let Some(error) = failure.take_if(|_| conn.state() == State::Closed && incoming_open)
+            self.decode();
+            if self.conn.state() == State::Closed
+                && self.incoming_open
+                && let Some(error) = self.failure.take()
             {
                 // The peer broke the protocol. Let the application answer the
                 // messages it was given before the error: hand it the error
                 // after them, and once it has taken everything (so its answers
                 // are queued), send them ahead of the failure's close frame.
-                let grace = settings.close_timeout.min(ANSWER_GRACE);
-                received.push_back(Err(error));
-                link.deliver(&mut received);
-                link_used = true;
-                let _ = timeout(
-                    grace,
-                    poll_fn(|cx| {
-                        loop {
-                            if link.drained() {
-                                return Poll::Ready(());
-                            }
-                            std::task::ready!(link.poll_driver(cx, false, false));
-                        }
-                    }),
-                )
-                .await;
-                incoming_open = false;
-                link.take_commands(&mut commands, usize::MAX);
-                for command in commands.drain(..) {
-                    apply(&mut conn, command, &mut out);
-                }
+                self.received.push_back(Err(error));
+                self.link.deliver(&mut self.received);
+                self.link_used = true;
+                let grace = self.settings.close_timeout.min(ANSWER_GRACE);
+                timer.as_mut().arm(Some(Instant::now() + grace));
+                self.phase = Phase::Grace;
+                return Poll::Ready(());
             }
 
             // 2. Gather what the application queued.
-            if commands_open && out.len() < COALESCE_LIMIT {
-                let taken = link.take_commands(&mut commands, COALESCE_LIMIT - out.len());
-                link_used |= !commands.is_empty();
-                for command in commands.drain(..) {
-                    apply(&mut conn, command, &mut out);
+            let out = &mut self.out;
+            if self.commands_open && out.len() < COALESCE_LIMIT {
+                let taken = self
+                    .link
+                    .take_commands(&mut self.commands, COALESCE_LIMIT - out.len());
+                self.link_used |= !self.commands.is_empty();
+                for command in self.commands.drain(..) {
+                    apply(&mut self.conn, command, out);
                 }
                 if taken.senders_gone {
-                    commands_open = false;
+                    self.commands_open = false;
                     // Every sender is gone: the application is done.
                     let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                    let _ = conn.close(Some(frame), &mut out.tail);
+                    let _ = self.conn.close(Some(frame), &mut out.tail);
                 }
             }
-            conn.poll_transmit(&mut out.tail);
+            self.conn.poll_transmit(&mut out.tail);
             // 2b. Take broadcast frames while the output has room.
-            if broadcasts && conn.state() == State::Open {
-                let room = COALESCE_LIMIT.saturating_sub(out.len());
-                if let Err(code) = outbox.drain(room, |frame| out.push_shared(frame)) {
-                    // A slow consumer to disconnect: what it has not taken is
-                    // discarded, and the close frame is tried once, without
-                    // waiting on a peer that is not reading.
-                    tracing::debug!(%code, "slow consumer: disconnecting");
-                    out.clear();
-                    let _ = conn.close(Some(CloseFrame::new(code, "slow consumer")), &mut out.tail);
-                    let _ = poll_fn(|cx| Poll::Ready(out.poll_write(&mut stream, cx))).await;
-                    shared.record_initiated_close();
-                    failure = Some(Error::Evicted(code));
-                    break;
-                }
+            if let Err(code) = self.take_broadcasts() {
+                // A slow consumer to disconnect: what it has not taken is
+                // discarded, and the close frame is tried once, without
+                // waiting on a peer that is not reading.
+                tracing::debug!(%code, "slow consumer: disconnecting");
+                self.out.clear();
+                let frame = CloseFrame::new(code, "slow consumer");
+                let _ = self.conn.close(Some(frame), &mut self.out.tail);
+                let _ = self.out.poll_write(&mut self.stream, cx);
+                self.shared.record_initiated_close();
+                self.failure = Some(Error::Evicted(code));
+                self.finish(timer);
+                return Poll::Ready(());
             }
-            if conn.is_awaiting_close() && close_deadline.is_none() {
+            if self.conn.is_awaiting_close() && self.close_deadline.is_none() {
                 // A close frame sent before any was received: this end started.
-                shared.record_initiated_close();
-                close_deadline = Some(Instant::now() + settings.close_timeout);
+                self.shared.record_initiated_close();
+                self.close_deadline = Some(Instant::now() + self.settings.close_timeout);
             }
 
             // 3. Done once closed and flushed, or once the peer has gone.
-            if eof || conn.state() == State::Closed {
-                out.flush(&mut stream, settings.close_timeout).await;
-                break;
+            if self.eof || self.conn.state() == State::Closed {
+                self.start_flush(timer);
+                return Poll::Ready(());
             }
 
-            // Stop reading while the peer is not taking what we write: a ping
-            // flood then cannot grow the output without bound.
-            let can_read = !blocked && out.len() < COALESCE_LIMIT;
-            let want_commands = commands_open && out.len() < COALESCE_LIMIT;
-            let ping_due = next_ping.filter(|_| !awaiting_pong && conn.state() == State::Open);
-            let deadline = [ping_due, pong_deadline, close_deadline]
+            // 4. Wait for the socket, the application, a broadcast, a
+            // deadline or the server's shutdown, in that order.
+            let ping_due = self
+                .next_ping
+                .filter(|_| !self.awaiting_pong && self.conn.state() == State::Open);
+            let deadline = [ping_due, self.pong_deadline, self.close_deadline]
                 .into_iter()
                 .flatten()
                 .min();
-            if deadline != armed {
-                if let Some(deadline) = deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                armed = deadline;
-            }
-            let mut idle = || {
-                // Nothing to read: give back the link's buffers and the
-                // batches', if a message crossed since the last time.
-                if std::mem::take(&mut link_used) {
-                    link.release_idle_buffers();
-                    received = VecDeque::new();
-                    commands = VecDeque::new();
-                }
-            };
-            tokio::select! {
-                biased;
-                io = poll_fn(|cx| poll_io(&mut stream, &out, &mut conn, can_read, &mut idle, cx)) => match io {
-                    Ok(Io::Wrote(0)) => { failure.get_or_insert(Error::ConnectionLost); break; }
-                    Ok(Io::Wrote(n)) => out.advance(n),
+            timer.as_mut().arm(deadline);
+            // Stop reading while the peer is not taking what we write: a ping
+            // flood then cannot grow the output without bound.
+            let can_read = !self.blocked && self.out.len() < COALESCE_LIMIT;
+            if let Poll::Ready(io) = self.poll_io(can_read, cx) {
+                match io {
+                    Ok(Io::Wrote(0)) => {
+                        self.failure.get_or_insert(Error::ConnectionLost);
+                        self.finish(timer);
+                        return Poll::Ready(());
+                    }
+                    Ok(Io::Wrote(n)) => self.out.advance(n),
                     Ok(Io::Read(0)) => {
-                        conn.handle_eof();
-                        eof = true;
-                        if conn.close_received().is_none() {
-                            failure.get_or_insert(Error::ConnectionLost);
+                        self.conn.handle_eof();
+                        self.eof = true;
+                        if self.conn.close_received().is_none() {
+                            self.failure.get_or_insert(Error::ConnectionLost);
                         }
                     }
                     Ok(Io::Read(_)) => {}
-                    Err(error) => { failure.get_or_insert(error.into()); break; }
-                },
-                () = poll_fn(|cx| link.poll_driver(cx, want_commands, blocked)) => {}
-                () = poll_fn(|cx| outbox.poll_signal(cx)), if broadcasts && conn.state() == State::Open => {}
-                () = &mut timer, if armed.is_some() => {
-                    // Re-arm on the next pass, whatever fired.
-                    armed = None;
-                    let now = Instant::now();
-                    if close_deadline.is_some_and(|d| d <= now) {
-                        tracing::debug!("close timeout: the peer did not answer the close frame");
-                        break;
-                    }
-                    if pong_deadline.is_some_and(|d| d <= now) {
-                        tracing::debug!("keepalive ping timed out");
-                        failure = Some(Error::KeepaliveTimeout);
-                        shared.record_initiated_close();
-                        let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                        let _ = conn.close(Some(frame), &mut out.tail);
-                        out.flush(&mut stream, settings.close_timeout).await;
-                        break;
-                    }
-                    if ping_due.is_some_and(|d| d <= now) {
-                        ping_seq += 1;
-                        let ping = Message::Ping(ping_seq.to_be_bytes().to_vec().into());
-                        let _ = conn.send(&ping, &mut out.tail);
-                        ping_sent = now;
-                        awaiting_pong = true;
-                        pong_deadline = settings.ping_timeout.map(|t| ping_sent + t);
-                        next_ping = settings.ping_interval.map(|interval| ping_sent + interval);
-                        tracing::trace!(seq = ping_seq, "sent keepalive ping");
+                    Err(error) => {
+                        self.failure.get_or_insert(error.into());
+                        self.finish(timer);
+                        return Poll::Ready(());
                     }
                 }
-                () = shutdown.as_mut(), if !shutdown_seen => {
-                    shutdown_seen = true;
-                    let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
-                    let _ = conn.close(Some(frame), &mut out.tail);
+                continue;
+            }
+            let want_commands = self.commands_open && self.out.len() < COALESCE_LIMIT;
+            if self
+                .link
+                .poll_driver(cx, want_commands, self.blocked)
+                .is_ready()
+            {
+                continue;
+            }
+            if self.broadcasts() && self.shared.outbox().poll_signal(cx).is_ready() {
+                self.outbox_pending = true;
+                continue;
+            }
+            if timer.as_mut().poll_fired(cx) {
+                let now = Instant::now();
+                if self.close_deadline.is_some_and(|d| d <= now) {
+                    tracing::debug!("close timeout: the peer did not answer the close frame");
+                    self.finish(timer);
+                    return Poll::Ready(());
                 }
+                if self.pong_deadline.is_some_and(|d| d <= now) {
+                    tracing::debug!("keepalive ping timed out");
+                    self.failure = Some(Error::KeepaliveTimeout);
+                    self.shared.record_initiated_close();
+                    let frame =
+                        CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                    let _ = self.conn.close(Some(frame), &mut self.out.tail);
+                    self.start_flush(timer);
+                    return Poll::Ready(());
+                }
+                if ping_due.is_some_and(|d| d <= now) {
+                    self.send_ping(now);
+                }
+                continue;
+            }
+            if let Some(shutdown) = &mut self.shutdown
+                && shutdown.as_mut().poll(cx).is_ready()
+            {
+                self.shutdown = None;
+                let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
+                let _ = self.conn.close(Some(frame), &mut self.out.tail);
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Decodes received bytes into messages for the application, answering
+    /// pings and noting pongs, while its queue has room.
+    fn decode(&mut self) {
+        self.blocked = false;
+        if self.conn.state() == State::Closed {
+            return;
+        }
+        let mut free = match self.link.room() {
+            Room::Free(free) if self.incoming_open => free,
+            // Nobody is reading: messages are decoded and dropped.
+            _ => {
+                self.incoming_open = false;
+                usize::MAX
+            }
+        };
+        while self.conn.state() != State::Closed {
+            if free == 0 {
+                self.blocked = true;
+                break;
+            }
+            let deliver = match self.conn.poll_message() {
+                Ok(Some(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    tracing::trace!(len = payload_len(&message), "received message");
+                    Some(message)
+                }
+                Ok(Some(Message::Pong(payload))) => {
+                    tracing::trace!(len = payload.len(), "received pong");
+                    // Only the pong of the latest keepalive ping counts: a
+                    // stray, late or duplicate pong changes nothing.
+                    if self.awaiting_pong && payload[..] == self.ping_seq.to_be_bytes() {
+                        self.awaiting_pong = false;
+                        self.pong_deadline = None;
+                        self.shared.record_rtt(self.ping_sent.elapsed());
+                    }
+                    self.settings
+                        .control_frames
+                        .then_some(Message::Pong(payload))
+                }
+                Ok(Some(Message::Ping(payload))) => {
+                    tracing::trace!(len = payload.len(), "received ping");
+                    // Answer each ping of a burst while the output has room;
+                    // past that, the core keeps only the latest pong owed.
+                    if self.out.len() < COALESCE_LIMIT {
+                        self.conn.poll_transmit(&mut self.out.tail);
+                    }
+                    self.settings
+                        .control_frames
+                        .then_some(Message::Ping(payload))
+                }
+                Ok(Some(Message::Close(frame))) => {
+                    tracing::debug!(?frame, "received close");
+                    if let Some(frame) = frame {
+                        self.shared.record_close(frame);
+                    }
+                    None
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "protocol error");
+                    self.failure = Some(error.into());
+                    break;
+                }
+            };
+            if let Some(message) = deliver.filter(|_| self.incoming_open) {
+                self.received.push_back(Ok(message));
+                free -= 1;
             }
         }
+        self.link_used |= !self.received.is_empty();
+        self.link.deliver(&mut self.received);
+    }
 
-        outbox.close();
-        link.close_sends();
-        tracing::debug!(code = %conn.close_code(), "connection closed");
-        // RFC 6455 section 7.1.1: "the underlying TCP connection, in most normal
-        // cases, SHOULD be closed first by the server, so that it holds the
-        // TIME_WAIT state and not the client". After a clean closing handshake a
-        // client waits for the server's end of stream (below); anyone else
-        // closes now.
-        let client_waits = conn.role() == Role::Client
-            && !eof
-            && conn.close_received().is_some()
-            && failure.is_none();
-        if !client_waits {
-            let _ = timeout(settings.close_timeout, stream.shutdown()).await;
+    fn broadcasts(&self) -> bool {
+        self.conn.role() == Role::Server && self.conn.state() == State::Open
+    }
+
+    /// Moves broadcast frames into the output while it has room.
+    ///
+    /// # Errors
+    ///
+    /// The close code, once the connection has been evicted.
+    fn take_broadcasts(&mut self) -> Result<(), CloseCode> {
+        if !self.broadcasts() || !self.outbox_pending {
+            return Ok(());
         }
-        if let Some(failure) = failure
-            && incoming_open
+        let room = COALESCE_LIMIT.saturating_sub(self.out.len());
+        let out = &mut self.out;
+        let more = self
+            .shared
+            .outbox()
+            .drain(room, |frame| out.push_shared(frame))?;
+        self.outbox_pending = more;
+        Ok(())
+    }
+
+    fn send_ping(&mut self, now: Instant) {
+        self.ping_seq += 1;
+        let ping = Message::Ping(self.ping_seq.to_be_bytes().to_vec().into());
+        let _ = self.conn.send(&ping, &mut self.out.tail);
+        self.ping_sent = now;
+        self.awaiting_pong = true;
+        self.pong_deadline = self.settings.ping_timeout.map(|t| now + t);
+        self.next_ping = self.settings.ping_interval.map(|interval| now + interval);
+        tracing::trace!(seq = self.ping_seq, "sent keepalive ping");
+    }
+
+    /// Writes `out` if it holds anything, and reads if `read` allows,
+    /// whichever is ready first.
+    ///
+    /// A read first waits for readiness with an empty buffer: an idle
+    /// connection gives its read buffer back and allocates one only when
+    /// bytes arrive.
+    fn poll_io(&mut self, read: bool, cx: &mut Context<'_>) -> Poll<io::Result<Io>> {
+        if !self.out.is_empty()
+            && let Poll::Ready(written) = self.out.poll_write(&mut self.stream, cx)
         {
-            received.push_back(Err(failure));
-            link.deliver(&mut received);
+            return Poll::Ready(written.map(Io::Wrote));
         }
-        // The application's stream ends here: `close().await` returns once the
-        // closing handshake is done, not after the wait for the server.
-        drop(link);
-        if client_waits {
-            let _ = timeout(settings.close_timeout, async {
-                let mut scratch = [0u8; 512];
-                while let Ok(1..) = tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {
+        if !read {
+            return Poll::Pending;
+        }
+        if self.conn.read_buffer().is_empty() {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Pending => {
+                    self.release_idle_buffers();
+                    return Poll::Pending;
                 }
-            })
-            .await;
-            let _ = timeout(settings.close_timeout, stream.shutdown()).await;
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Ready(Ok(())) => {}
+            }
         }
+        let want = self.conn.bytes_wanted().clamp(READ_CHUNK, READ_MAX);
+        let buf = self.conn.read_buffer();
+        let spare = buf.capacity() - buf.len();
+        if spare < 1024 || spare < want {
+            buf.reserve(want);
+        }
+        let read = pin!(self.stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
+        if read.is_pending() {
+            // Readiness was stale (as it is after the handshake's reads): the
+            // transport has now cleared it, and the next poll waits for it
+            // without a buffer.
+            self.conn.release_idle_buffers();
+        }
+        read
+    }
+
+    /// Nothing to read: gives back the read buffer, and the link's buffers
+    /// and the batches' if a message crossed since the last time.
+    fn release_idle_buffers(&mut self) {
+        self.conn.release_idle_buffers();
+        if std::mem::take(&mut self.link_used) {
+            self.link.release_idle_buffers();
+            self.received = VecDeque::new();
+            self.commands = VecDeque::new();
+        }
+    }
+
+    /// The application's time after a protocol error (see [`Phase::Grace`]).
+    fn poll_grace(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
+        while !self.link.drained() {
+            if self.link.poll_driver(cx, false, false).is_pending() {
+                if !timer.as_mut().poll_fired(cx) {
+                    return Poll::Pending;
+                }
+                break;
+            }
+        }
+        self.incoming_open = false;
+        self.link.take_commands(&mut self.commands, usize::MAX);
+        for command in self.commands.drain(..) {
+            apply(&mut self.conn, command, &mut self.out);
+        }
+        timer.arm(None);
+        self.phase = Phase::Open;
+        Poll::Ready(())
+    }
+
+    fn start_flush(&mut self, timer: Pin<&mut Timer>) {
+        timer.arm(Some(Instant::now() + self.settings.close_timeout));
+        self.phase = Phase::Flush;
+    }
+
+    /// Writes everything, within the close timeout, then finishes.
+    fn poll_flush(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
+        while !self.out.is_empty() {
+            match self.out.poll_write(&mut self.stream, cx) {
+                Poll::Ready(Ok(0) | Err(_)) => break,
+                Poll::Ready(Ok(n)) => self.out.advance(n),
+                Poll::Pending if timer.as_mut().poll_fired(cx) => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.out.clear();
+        self.finish(timer);
+        Poll::Ready(())
+    }
+
+    /// The connection is over: no more sends or broadcasts, and the
+    /// transport is shut down.
+    fn finish(&mut self, timer: Pin<&mut Timer>) {
+        self.shared.outbox().close();
+        self.link.close_sends();
+        tracing::debug!(code = %self.conn.close_code(), "connection closed");
+        timer.arm(Some(Instant::now() + self.settings.close_timeout));
+        // RFC 6455 section 7.1.1: "the underlying TCP connection, in most
+        // normal cases, SHOULD be closed first by the server, so that it
+        // holds the TIME_WAIT state and not the client". After a clean
+        // closing handshake a client waits for the server's end of stream;
+        // anyone else closes now.
+        let client_waits = self.conn.role() == Role::Client
+            && !self.eof
+            && self.conn.close_received().is_some()
+            && self.failure.is_none();
+        if client_waits {
+            // The application's stream ends here: `close().await` returns
+            // once the closing handshake is done, not after the wait for
+            // the server.
+            self.end_link();
+            self.phase = Phase::AwaitEof;
+        } else {
+            self.phase = Phase::Shutdown;
+        }
+    }
+
+    /// Hands the application the failure, if any, and ends its stream.
+    fn end_link(&mut self) {
+        if let Some(failure) = self.failure.take()
+            && self.incoming_open
+        {
+            self.received.push_back(Err(failure));
+            self.link.deliver(&mut self.received);
+        }
+        self.link.shut();
+    }
+
+    /// Reads and discards until the server closes, or the timer.
+    fn poll_await_eof(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+                Poll::Ready(_) => break,
+                Poll::Pending if timer.as_mut().poll_fired(cx) => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        timer.arm(Some(Instant::now() + self.settings.close_timeout));
+        self.phase = Phase::Shutdown;
+        Poll::Ready(())
+    }
+
+    /// Shuts the transport down, within the timer; then the driver is done.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
+        if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending()
+            && !timer.as_mut().poll_fired(cx)
+        {
+            return Poll::Pending;
+        }
+        self.end_link();
+        self.phase = Phase::Done;
+        Poll::Ready(())
     }
 }
 

@@ -216,7 +216,8 @@ impl Outbox {
     }
 
     /// The driver's side: hands frames to `take` while `budget` bytes allow
-    /// (at least one frame if `budget` is not 0).
+    /// (at least one frame if `budget` is not 0). Returns whether frames are
+    /// left.
     ///
     /// # Errors
     ///
@@ -225,7 +226,7 @@ impl Outbox {
         &self,
         budget: usize,
         mut take: impl FnMut(Bytes),
-    ) -> Result<(), CloseCode> {
+    ) -> Result<bool, CloseCode> {
         let mut queue = self.lock();
         if let Some(code) = queue.evicted {
             return Err(code);
@@ -240,7 +241,7 @@ impl Outbox {
             queue.bytes -= frame.len();
             take(frame);
         }
-        Ok(())
+        Ok(!queue.frames.is_empty())
     }
 
     /// The driver's side: the connection has ended.
