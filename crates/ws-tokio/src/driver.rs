@@ -356,6 +356,8 @@ struct Inner<S> {
     link_used: bool,
     /// Broadcast frames may be waiting in the outbox.
     outbox_pending: bool,
+    /// Commands may be waiting in the link.
+    commands_pending: bool,
 }
 
 /// The driver's loop.
@@ -396,6 +398,7 @@ fn drive<S: Transport>(
             blocked: false,
             link_used: false,
             outbox_pending: true,
+            commands_pending: true,
         },
     }
 }
@@ -445,12 +448,18 @@ impl<S: Transport> Inner<S> {
                 return Poll::Ready(());
             }
 
-            // 2. Gather what the application queued.
+            // 2. Gather what the application queued. The queue is locked
+            // only when a push into it woke the driver, or when commands
+            // were left there: a push into a non-empty queue wakes nobody.
+            if self.link.take_notified() {
+                self.commands_pending = true;
+            }
             let out = &mut self.out;
-            if self.commands_open && out.len() < COALESCE_LIMIT {
+            if self.commands_open && self.commands_pending && out.len() < COALESCE_LIMIT {
                 let taken = self
                     .link
                     .take_commands(&mut self.commands, COALESCE_LIMIT - out.len());
+                self.commands_pending = taken.more;
                 self.link_used |= !self.commands.is_empty();
                 for command in self.commands.drain(..) {
                     apply(&mut self.conn, command, out);
@@ -533,6 +542,7 @@ impl<S: Transport> Inner<S> {
                 .poll_driver(cx, want_commands, self.blocked)
                 .is_ready()
             {
+                self.commands_pending = true;
                 continue;
             }
             if self.broadcasts() && self.shared.outbox().poll_signal(cx).is_ready() {
@@ -577,7 +587,10 @@ impl<S: Transport> Inner<S> {
     /// pings and noting pongs, while its queue has room.
     fn decode(&mut self) {
         self.blocked = false;
-        if self.conn.state() == State::Closed {
+        // Nothing received, nothing to decode (and no lock to take for
+        // room): the core holds no partial frame's bytes outside this
+        // buffer.
+        if self.conn.state() == State::Closed || self.conn.read_buffer().is_empty() {
             return;
         }
         let mut free = match self.link.room() {

@@ -100,6 +100,9 @@ pub(crate) enum Room {
 pub(crate) struct Taken {
     /// Every sender is gone: the application is done.
     pub(crate) senders_gone: bool,
+    /// Commands were left in the queue (they did not fit in `room`). Until
+    /// the driver takes them, further pushes do not wake it.
+    pub(crate) more: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -331,6 +334,7 @@ impl Link {
         if outgoing.queue.is_empty() {
             return Taken {
                 senders_gone: outgoing.senders == 0,
+                more: false,
             };
         }
         if outgoing.queued <= room && into.is_empty() {
@@ -353,11 +357,19 @@ impl Link {
         }
         // Reported only once the queue is empty: what the last sender
         // queued before it went is still sent.
-        let senders_gone = outgoing.senders == 0 && outgoing.queue.is_empty();
+        let more = !outgoing.queue.is_empty();
+        let senders_gone = outgoing.senders == 0 && !more;
         let waiters = std::mem::take(&mut outgoing.waiters);
         drop(outgoing);
         waiters.into_iter().for_each(Waker::wake);
-        Taken { senders_gone }
+        Taken { senders_gone, more }
+    }
+
+    /// Whether anything woke the driver since it last looked (a command
+    /// pushed into an empty queue, room made, the last sender gone); clears
+    /// it. Costs an atomic load when nothing did.
+    pub(crate) fn take_notified(&self) -> bool {
+        self.notified.load(Ordering::Acquire) && self.notified.swap(false, Ordering::AcqRel)
     }
 
     /// Whether commands are queued, or every sender is gone.
@@ -506,6 +518,28 @@ mod tests {
         link.take_commands(&mut taken, 15);
         assert_eq!(taken.len(), 2, "taken until the room is used up");
         assert_eq!(link.queued(), 10);
+    }
+
+    #[test]
+    fn the_driver_is_notified_of_a_push_into_an_empty_queue_or_told_of_what_is_left() {
+        // The driver looks at the command queue only when notified, or when
+        // the last take left commands: between the two, no push is missed.
+        let link = Link::new(4, 100);
+        assert!(!link.take_notified());
+        link.try_send(text("0123456789"), 10, None).unwrap();
+        assert!(link.take_notified(), "a push into an empty queue notifies");
+        assert!(!link.take_notified(), "once");
+        link.try_send(text("0123456789"), 10, None).unwrap();
+        assert!(
+            !link.take_notified(),
+            "a push into a non-empty queue does not"
+        );
+        let mut taken = VecDeque::new();
+        assert!(link.take_commands(&mut taken, 5).more, "one was left");
+        taken.clear();
+        assert!(!link.take_commands(&mut taken, 100).more);
+        link.try_send(text("0123456789"), 10, None).unwrap();
+        assert!(link.take_notified(), "the queue was empty again");
     }
 
     #[test]
