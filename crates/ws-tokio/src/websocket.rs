@@ -10,7 +10,7 @@ use std::time::Duration;
 use std::future::poll_fn;
 
 use futures_util::{Sink, Stream};
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
 use ws_proto::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
 
 use crate::error::Error;
@@ -78,10 +78,80 @@ impl Handshake {
     }
 }
 
+/// The upgrade request as a connection keeps it for its whole life: the
+/// request line's parts, and the header fields as one compact run of
+/// bytes. The [`Request`] itself, whose header map costs several hundred
+/// bytes, is built on first use.
+#[derive(Debug)]
+struct StoredRequest {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    /// Each field as `name:value\n`. A name holds no `:` and a value no
+    /// newline, so splitting there gives back exactly what was stored.
+    fields: Box<[u8]>,
+    count: usize,
+    request: OnceLock<Box<Request<()>>>,
+}
+
+impl StoredRequest {
+    fn new(request: Request<()>) -> Self {
+        let (parts, ()) = request.into_parts();
+        let size = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 2)
+            .sum();
+        let mut fields = Vec::with_capacity(size);
+        for (name, value) in &parts.headers {
+            fields.extend_from_slice(name.as_str().as_bytes());
+            fields.push(b':');
+            fields.extend_from_slice(value.as_bytes());
+            fields.push(b'\n');
+        }
+        Self {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            fields: fields.into_boxed_slice(),
+            count: parts.headers.len(),
+            request: OnceLock::new(),
+        }
+    }
+
+    fn request(&self) -> &Request<()> {
+        self.request.get_or_init(|| {
+            let mut headers = HeaderMap::with_capacity(self.count);
+            for field in self.fields.split(|&b| b == b'\n') {
+                let Some(colon) = field.iter().position(|&b| b == b':') else {
+                    continue; // the empty piece after the last newline
+                };
+                // Both were a valid name and value when stored.
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(&field[..colon]),
+                    HeaderValue::from_bytes(&field[colon + 1..]),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+            let mut request = Request::new(());
+            *request.method_mut() = self.method.clone();
+            *request.uri_mut() = self.uri.clone();
+            *request.version_mut() = self.version;
+            *request.headers_mut() = headers;
+            Box::new(request)
+        })
+    }
+}
+
 /// What the driver and both halves share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    handshake: Handshake,
+    request: StoredRequest,
+    /// The 101 response, on a client (boxed: a server has none).
+    response: Option<Box<Response<()>>>,
+    peer: Option<SocketAddr>,
+    protocol: Option<String>,
     /// The round trip of the last keepalive ping answered, in microseconds
     /// plus one; 0 before the first.
     rtt: AtomicU64,
@@ -97,7 +167,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(handshake: Handshake, role: Role) -> Self {
         Self {
-            handshake,
+            request: StoredRequest::new(handshake.request),
+            response: handshake.response.map(Box::new),
+            peer: handshake.peer,
+            protocol: handshake.protocol,
             outbox: Arc::default(),
             role,
             rtt: AtomicU64::new(0),
@@ -191,18 +264,22 @@ macro_rules! accessors {
     () => {
         /// The upgrade request: method, URI, headers. A server sees the
         /// client's; a client sees the one it sent.
+        ///
+        /// Built on first use: a connection keeps its request compactly
+        /// until then. [`path`](Self::path) and [`query`](Self::query) do
+        /// not build it.
         pub fn request(&self) -> &Request<()> {
-            &self.info().handshake.request
+            self.info().request.request()
         }
 
         /// The request path, such as `/chat`.
         pub fn path(&self) -> &str {
-            self.request().uri().path()
+            self.info().request.uri.path()
         }
 
         /// The request query, without the `?`.
         pub fn query(&self) -> Option<&str> {
-            self.request().uri().query()
+            self.info().request.uri.query()
         }
 
         /// The upgrade request's headers.
@@ -212,17 +289,17 @@ macro_rules! accessors {
 
         /// The 101 response, on a client.
         pub fn response(&self) -> Option<&Response<()>> {
-            self.info().handshake.response.as_ref()
+            self.info().response.as_deref()
         }
 
         /// The peer's address, when the transport has one.
         pub fn peer_addr(&self) -> Option<SocketAddr> {
-            self.info().handshake.peer
+            self.info().peer
         }
 
         /// The subprotocol chosen during the handshake.
         pub fn protocol(&self) -> Option<&str> {
-            self.info().handshake.protocol.as_deref()
+            self.info().protocol.as_deref()
         }
 
         /// The round-trip time of the last keepalive ping that was answered;
@@ -516,5 +593,36 @@ impl Sink<Message> for WebSocket {
     }
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Pin::new(&mut self.sender).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_request_gives_back_the_request_it_was_made_from() {
+        let request = Request::builder()
+            .method("GET")
+            .uri("/chat/room?user=a%20b&x=1")
+            .header("host", "example.com:8080")
+            .header("x-token", "a:b:c")
+            .header("cookie", "a=1")
+            .header("x-spaces", " padded\tvalue ")
+            .header("cookie", "b=2")
+            .header("x-opaque", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
+            .header("x-empty", "")
+            .body(())
+            .unwrap();
+        let stored = StoredRequest::new(request.clone());
+        assert!(stored.request.get().is_none(), "not built until used");
+        assert_eq!(stored.uri.path(), "/chat/room");
+        let rebuilt = stored.request();
+        assert_eq!(rebuilt.method(), request.method());
+        assert_eq!(rebuilt.uri(), request.uri());
+        assert_eq!(rebuilt.version(), request.version());
+        assert_eq!(rebuilt.headers(), request.headers());
+        let cookies: Vec<_> = rebuilt.headers().get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"], "repeated fields keep their order");
     }
 }
