@@ -10,7 +10,7 @@
 //! only a wake from outside (the socket, a timer, another task) reaches the
 //! scheduler.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,34 +23,31 @@ use futures_util::task::AtomicWaker;
 /// other tasks).
 const MAX_ROUNDS: usize = 32;
 
+/// A boxed future of the connection's task.
+pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// What the two wakers share.
 #[derive(Default)]
-struct Join {
+struct Shared {
     /// The task's own waker.
     task: AtomicWaker,
     /// Set while the task is polling the pair: a wake then needs no trip
     /// through the scheduler.
     polling: AtomicBool,
+    /// Whether each future was woken since it was last polled.
+    woken: [AtomicBool; 2],
+}
+
+impl Shared {
+    fn take(&self, which: usize) -> bool {
+        self.woken[which].swap(false, Ordering::AcqRel)
+    }
 }
 
 /// One future's waker: marks it, and wakes the task unless it is polling.
 struct Mark {
-    join: Arc<Join>,
-    woken: AtomicBool,
-}
-
-impl Mark {
-    fn new(join: &Arc<Join>) -> Arc<Self> {
-        Arc::new(Self {
-            join: join.clone(),
-            // Both futures are polled on the first poll.
-            woken: AtomicBool::new(true),
-        })
-    }
-
-    fn take(&self) -> bool {
-        self.woken.swap(false, Ordering::AcqRel)
-    }
+    shared: Arc<Shared>,
+    which: usize,
 }
 
 impl Wake for Mark {
@@ -59,62 +56,82 @@ impl Wake for Mark {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        if !self.join.polling.load(Ordering::SeqCst) {
-            self.join.task.wake();
+        self.shared.woken[self.which].store(true, Ordering::SeqCst);
+        if !self.shared.polling.load(Ordering::SeqCst) {
+            self.shared.task.wake();
         }
     }
 }
 
-/// Polls `driver` and `handler` to completion in the current task, like
-/// `tokio::join!`, but each only when it was woken, and again in the same
-/// poll when the other woke it: what the handler queues is written before
-/// the task returns, and what the driver delivers is handled before it
-/// returns.
+/// Polls a connection's driver and handler to completion in the current
+/// task, like `tokio::join!`, but each only when it was woken, and again in
+/// the same poll when the other woke it: what the handler queues is written
+/// before the task returns, and what the driver delivers is handled before
+/// it returns.
 ///
-/// The futures are pinned by the caller (boxed, by the server): taken by
-/// value, they would be stored twice in the connection's task (as
-/// arguments, then pinned).
-pub(crate) async fn join<D, H>(mut driver: Pin<&mut D>, mut handler: Pin<&mut H>)
-where
-    D: Future<Output = ()> + ?Sized,
-    H: Future<Output = ()> + ?Sized,
-{
-    let join = Arc::new(Join::default());
-    let driver_mark = Mark::new(&join);
-    let handler_mark = Mark::new(&join);
-    let driver_waker = Waker::from(driver_mark.clone());
-    let handler_waker = Waker::from(handler_mark.clone());
-    let (mut driver_done, mut handler_done) = (false, false);
-    poll_fn(|cx| {
-        join.task.register(cx.waker());
-        join.polling.store(true, Ordering::SeqCst);
+/// A struct rather than an async fn: it holds the two boxes, their wakers
+/// and two flags, and nothing else, for the connection's whole life.
+pub(crate) struct Join {
+    futures: [Option<Task>; 2],
+    wakers: [Waker; 2],
+    shared: Arc<Shared>,
+}
+
+impl Join {
+    pub(crate) fn new(driver: Task, handler: Task) -> Self {
+        let shared = Arc::new(Shared::default());
+        // Both futures are polled on the first poll.
+        for woken in &shared.woken {
+            woken.store(true, Ordering::Relaxed);
+        }
+        let waker = |which| {
+            Waker::from(Arc::new(Mark {
+                shared: shared.clone(),
+                which,
+            }))
+        };
+        Self {
+            wakers: [waker(0), waker(1)],
+            futures: [Some(driver), Some(handler)],
+            shared,
+        }
+    }
+}
+
+impl Future for Join {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let shared = &*this.shared;
+        shared.task.register(cx.waker());
+        shared.polling.store(true, Ordering::SeqCst);
         for _ in 0..MAX_ROUNDS {
             let mut polled = false;
-            if !driver_done && driver_mark.take() {
-                polled = true;
-                driver_done = driver
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&driver_waker))
-                    .is_ready();
+            for which in 0..2 {
+                if let Some(future) = &mut this.futures[which]
+                    && shared.take(which)
+                {
+                    polled = true;
+                    let mut cx = Context::from_waker(&this.wakers[which]);
+                    if future.as_mut().poll(&mut cx).is_ready() {
+                        // Dropped as soon as it is done: the handler's
+                        // state, or the driver's, goes with it.
+                        this.futures[which] = None;
+                    }
+                }
             }
-            if !handler_done && handler_mark.take() {
-                polled = true;
-                handler_done = handler
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&handler_waker))
-                    .is_ready();
-            }
-            if driver_done && handler_done {
+            if this.futures.iter().all(Option::is_none) {
                 return Poll::Ready(());
             }
             if !polled {
-                join.polling.store(false, Ordering::SeqCst);
+                shared.polling.store(false, Ordering::SeqCst);
                 // A wake between the last check and the store above found
                 // the task polling and only marked its future: serve it on
                 // the next poll.
-                let missed = (!driver_done && driver_mark.woken.load(Ordering::SeqCst))
-                    || (!handler_done && handler_mark.woken.load(Ordering::SeqCst));
+                let missed = (0..2).any(|which| {
+                    this.futures[which].is_some() && shared.woken[which].load(Ordering::SeqCst)
+                });
                 if missed {
                     cx.waker().wake_by_ref();
                 }
@@ -122,11 +139,10 @@ where
             }
         }
         // Still busy after many rounds: let other tasks run first.
-        join.polling.store(false, Ordering::SeqCst);
+        shared.polling.store(false, Ordering::SeqCst);
         cx.waker().wake_by_ref();
         Poll::Pending
-    })
-    .await;
+    }
 }
 
 #[cfg(test)]
@@ -199,8 +215,7 @@ mod tests {
         let (a, b): (Slot, Slot) = Default::default();
         let (driver, driver_polls) = Counted::new(&a, &b, 3);
         let (handler, handler_polls) = Counted::new(&b, &a, 3);
-        let (driver, handler) = (std::pin::pin!(driver), std::pin::pin!(handler));
-        let fut = std::pin::pin!(join(driver, handler));
+        let fut = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
         let wakes = Arc::new(Counter::default());
         assert!(poll_once(fut, &wakes).is_ready());
         assert_eq!(driver_polls.load(Ordering::SeqCst), 3);
@@ -219,8 +234,7 @@ mod tests {
         let (a, b, nobody): (Slot, Slot, Slot) = Default::default();
         let (driver, driver_polls) = Counted::new(&a, &nobody, 2);
         let (handler, handler_polls) = Counted::new(&b, &nobody, 10);
-        let (driver, handler) = (std::pin::pin!(driver), std::pin::pin!(handler));
-        let mut fut = std::pin::pin!(join(driver, handler));
+        let mut fut = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
         let wakes = Arc::new(Counter::default());
         assert!(poll_once(fut.as_mut(), &wakes).is_pending());
         // The driver is woken from outside the task, as the socket would.

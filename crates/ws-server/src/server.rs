@@ -6,13 +6,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument;
@@ -22,6 +23,8 @@ use ws_proto::{
 };
 
 use ws_tokio::{Handshake, Settings, Transport, WebSocket};
+
+use crate::join::{Join, Task};
 
 /// Accepts or rejects an upgrade request; see [`ServerBuilder::on_handshake`].
 pub type HandshakeResult = Result<Accept, Rejection>;
@@ -351,7 +354,6 @@ impl ServerBuilder {
 }
 
 /// A boxed future of a connection: its driver, or its handler.
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 type Handler = Arc<dyn Fn(WebSocket) -> Task + Send + Sync>;
 type ListenFn =
     Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> + Send>;
@@ -473,19 +475,11 @@ async fn run(serve: Serve) -> io::Result<()> {
                 let shared = shared.clone();
                 let shutdown = shutdown_rx.clone();
                 let span = tracing::debug_span!("ws", %peer, path = tracing::field::Empty);
-                tasks.spawn(
-                    async move {
-                        // The task keeps only what an open connection
-                        // needs: the handshake's state lives in a box that
-                        // is freed once it is done.
-                        let opening = connection(stream, peer, shared, shutdown);
-                        if let Some((mut driver, mut handler)) = opening.await {
-                            crate::join::join(driver.as_mut(), handler.as_mut()).await;
-                        }
-                        drop(slot);
-                    }
-                    .instrument(span),
-                );
+                let task = ConnectionTask {
+                    phase: Phase::Opening(connection(stream, peer, shared, shutdown)),
+                    _slot: slot,
+                };
+                tasks.spawn(task.instrument(span));
             }
         }
     }
@@ -530,6 +524,41 @@ async fn write_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
         stream.shutdown().await
     })
     .await;
+}
+
+/// A connection's task: its opening, then its driver and handler joined.
+///
+/// Written by hand rather than as an async block so that, once the
+/// connection is open, the task holds the join and the connection's slot
+/// and nothing else: an async block would keep room for its captured
+/// values and every local for the connection's whole life.
+struct ConnectionTask {
+    phase: Phase,
+    /// Given back when the task ends.
+    _slot: OwnedSemaphorePermit,
+}
+
+enum Phase {
+    Opening(Opening),
+    Open(Join),
+}
+
+impl Future for ConnectionTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.phase {
+                Phase::Opening(opening) => match std::task::ready!(opening.as_mut().poll(cx)) {
+                    // The opening's box is freed here.
+                    Some((driver, handler)) => this.phase = Phase::Open(Join::new(driver, handler)),
+                    None => return Poll::Ready(()),
+                },
+                Phase::Open(join) => return Pin::new(join).poll(cx),
+            }
+        }
+    }
 }
 
 /// A connection being opened: the TLS handshake (if any) and the upgrade,
