@@ -42,6 +42,7 @@
 mod hub;
 mod join;
 mod server;
+mod stop;
 #[cfg(feature = "tls")]
 mod tls;
 

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument;
@@ -25,6 +25,7 @@ use ws_proto::{
 use ws_tokio::{Handshake, Settings, Transport, WebSocket};
 
 use crate::join::{Join, Task};
+use crate::stop::{Stop, Stopped};
 
 /// Accepts or rejects an upgrade request; see [`ServerBuilder::on_handshake`].
 pub type HandshakeResult = Result<Accept, Rejection>;
@@ -441,7 +442,7 @@ async fn run(serve: Serve) -> io::Result<()> {
         .signal
         .unwrap_or_else(|| Box::pin(std::future::pending()));
     let slots = Arc::new(Semaphore::new(shared.builder.max_connections));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let stop = Arc::new(Stop::default());
     let mut tasks = JoinSet::new();
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
 
@@ -473,7 +474,7 @@ async fn run(serve: Serve) -> io::Result<()> {
                     continue;
                 };
                 let shared = shared.clone();
-                let shutdown = shutdown_rx.clone();
+                let shutdown = stop.stopped();
                 let span = tracing::debug_span!("ws", %peer, path = tracing::field::Empty);
                 let task = ConnectionTask {
                     phase: Phase::Opening(connection(stream, peer, shared, shutdown)),
@@ -486,7 +487,7 @@ async fn run(serve: Serve) -> io::Result<()> {
 
     drop(listener);
     tracing::info!(open = tasks.len(), "shutting down");
-    let _ = shutdown_tx.send(true);
+    stop.stop();
     let deadline = shared.builder.shutdown_timeout;
     let drained = timeout(deadline, async {
         while tasks.join_next().await.is_some() {}
@@ -574,7 +575,7 @@ fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Stopped,
 ) -> Opening {
     Box::pin(async move {
         let _ = stream.set_nodelay(true);
@@ -603,7 +604,7 @@ async fn upgrade<S: Transport>(
     mut stream: S,
     peer: SocketAddr,
     shared: &Shared,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Stopped,
     deadline: Instant,
 ) -> Option<(Task, Task)> {
     let builder = &shared.builder;
@@ -632,19 +633,12 @@ fn open<S: Transport>(
     handshake: Handshake,
     leftover: &[u8],
     shared: &Shared,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Stopped,
 ) -> (Task, Task) {
     let builder = &shared.builder;
     let mut conn = Connection::new(Role::Server, builder.config.clone());
     // Bytes that came with the request: the client's first frames.
     conn.handle_bytes(leftover);
-    let shutdown = async move {
-        let mut shutdown = shutdown;
-        if shutdown.wait_for(|stop| *stop).await.is_err() {
-            // The server is gone without a shutdown: nothing to wait for.
-            std::future::pending::<()>().await;
-        }
-    };
     let (ws, driver) = ws_tokio::start(stream, conn, handshake, &builder.settings, shutdown);
     (Box::pin(driver), (shared.handler)(ws))
 }
