@@ -358,8 +358,8 @@ impl WebSocket {
     /// followed by `None`.
     ///
     /// Cancel-safe: used in `tokio::select!`, a message is never lost.
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        self.receiver.recv().await
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
+        self.receiver.recv()
     }
 
     /// Sends a message, waiting while the outgoing queue is at its
@@ -371,8 +371,11 @@ impl WebSocket {
     /// # Errors
     ///
     /// [`Error::Closed`] once the connection is closing or closed.
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        send_on(&self.sender.link, message.into()).await
+    pub fn send(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        SendMessage::new(&*self.sender.link, message.into())
     }
 
     /// Sends a text message.
@@ -380,8 +383,11 @@ impl WebSocket {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Error> {
-        send_on(&self.sender.link, Message::Text(text.into())).await
+    pub fn send_text(
+        &mut self,
+        text: impl Into<Utf8Bytes>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        SendMessage::new(&*self.sender.link, Message::Text(text.into()))
     }
 
     /// Sends a binary message.
@@ -389,8 +395,11 @@ impl WebSocket {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_binary(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
-        send_on(&self.sender.link, Message::Binary(data.into())).await
+    pub fn send_binary(
+        &mut self,
+        data: impl Into<bytes::Bytes>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        SendMessage::new(&*self.sender.link, Message::Binary(data.into()))
     }
 
     /// Starts the closing handshake with `code` and `reason`, then waits
@@ -422,8 +431,8 @@ impl WebSocketReceiver {
     }
 
     /// As [`WebSocket::recv`]. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| self.link.poll_recv(cx)).await
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
+        poll_fn(|cx| self.link.poll_recv(cx))
     }
 }
 
@@ -446,9 +455,7 @@ impl WebSocketSender {
         &self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-        let message = message.into();
-        let link = self.link.clone();
-        async move { send_on(&link, message).await }
+        SendMessage::new(self.link.clone(), message.into())
     }
 
     /// Sends without waiting.
@@ -503,29 +510,58 @@ fn cost(link: &Link, message: &Message) -> usize {
     payload_len(message).clamp(1, link.high_water())
 }
 
-/// Queues a message, waiting while the outgoing queue is at its high-water
-/// mark. Cancel-safe: the message is queued whole or not at all.
-async fn send_on(link: &Link, message: Message) -> Result<(), Error> {
-    let message = match checked(message)? {
-        Checked::Close(frame) => return link.close(frame),
-        Checked::Data(message) => message,
-    };
-    let units = cost(link, &message);
-    let mut pending = Some(message);
-    poll_fn(|cx| {
-        let Some(message) = pending.take() else {
-            return Poll::Ready(Ok(()));
-        };
-        match link.try_send(message, units, Some(cx)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err((message, Error::Full)) => {
-                pending = Some(message);
-                Poll::Pending
+/// The future of a send: queues a message, waiting while the outgoing
+/// queue is at its high-water mark. Cancel-safe: the message is queued
+/// whole or not at all.
+///
+/// Written by hand so that it is small (the message and the link, no
+/// async state): a handler that awaits it keeps it in its own future.
+struct SendMessage<L> {
+    link: L,
+    state: Sending,
+}
+
+enum Sending {
+    /// A data message, and the budget units it takes.
+    Data(Message, usize),
+    Close(Option<CloseFrame>),
+    Failed(Error),
+    Done,
+}
+
+impl<L: std::ops::Deref<Target = Link>> SendMessage<L> {
+    fn new(link: L, message: Message) -> Self {
+        let state = match checked(message) {
+            Ok(Checked::Data(message)) => {
+                let units = cost(&link, &message);
+                Sending::Data(message, units)
             }
-            Err((_, error)) => Poll::Ready(Err(error)),
+            Ok(Checked::Close(frame)) => Sending::Close(frame),
+            Err(error) => Sending::Failed(error),
+        };
+        Self { link, state }
+    }
+}
+
+impl<L: std::ops::Deref<Target = Link> + Unpin> Future for SendMessage<L> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match std::mem::replace(&mut this.state, Sending::Done) {
+            Sending::Data(message, units) => match this.link.try_send(message, units, Some(cx)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err((message, Error::Full)) => {
+                    this.state = Sending::Data(message, units);
+                    Poll::Pending
+                }
+                Err((_, error)) => Poll::Ready(Err(error)),
+            },
+            Sending::Close(frame) => Poll::Ready(this.link.close(frame)),
+            Sending::Failed(error) => Poll::Ready(Err(error)),
+            Sending::Done => Poll::Ready(Ok(())),
         }
-    })
-    .await
+    }
 }
 
 pub(crate) fn payload_len(message: &Message) -> usize {
