@@ -30,6 +30,11 @@ const READ_MAX: usize = 1 << 20;
 const SHARE_PAYLOAD_MIN: usize = 16 * 1024;
 /// Outgoing bytes gathered into one write before the socket is written.
 const COALESCE_LIMIT: usize = 256 * 1024;
+/// How long a connection whose socket went idle keeps its buffers (the
+/// read buffer, the link's queues) before giving them back. A connection
+/// trading messages goes idle between every two of them: giving the
+/// buffers back each time would allocate them again for the next message.
+const RELEASE_AFTER: Duration = Duration::from_millis(500);
 /// After a protocol error, how long the application has to take the
 /// messages received before it (and answer them) before the close frame
 /// leaves; at most the close timeout.
@@ -358,6 +363,9 @@ struct Inner<S> {
     outbox_pending: bool,
     /// Commands may be waiting in the link.
     commands_pending: bool,
+    /// When to give the buffers back, once the socket went idle holding
+    /// some.
+    release_at: Option<Instant>,
 }
 
 /// The driver's loop.
@@ -399,6 +407,7 @@ fn drive<S: Transport>(
             link_used: false,
             outbox_pending: true,
             commands_pending: true,
+            release_at: None,
         },
     }
 }
@@ -504,11 +513,6 @@ impl<S: Transport> Inner<S> {
             let ping_due = self
                 .next_ping
                 .filter(|_| !self.awaiting_pong && self.conn.state() == State::Open);
-            let deadline = [ping_due, self.pong_deadline, self.close_deadline]
-                .into_iter()
-                .flatten()
-                .min();
-            timer.as_mut().arm(deadline);
             // Stop reading while the peer is not taking what we write: a ping
             // flood then cannot grow the output without bound.
             let can_read = !self.blocked && self.out.len() < COALESCE_LIMIT;
@@ -549,8 +553,22 @@ impl<S: Transport> Inner<S> {
                 self.outbox_pending = true;
                 continue;
             }
+            let deadline = [
+                ping_due,
+                self.pong_deadline,
+                self.close_deadline,
+                self.release_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            timer.as_mut().arm(deadline);
             if timer.as_mut().poll_fired(cx) {
                 let now = Instant::now();
+                if self.release_at.is_some_and(|d| d <= now) {
+                    self.release_at = None;
+                    self.release_idle_buffers();
+                }
                 if self.close_deadline.is_some_and(|d| d <= now) {
                     tracing::debug!("close timeout: the peer did not answer the close frame");
                     self.finish(timer);
@@ -710,7 +728,11 @@ impl<S: Transport> Inner<S> {
         if self.conn.read_buffer().is_empty() {
             match self.stream.poll_read_ready(cx) {
                 Poll::Pending => {
-                    self.release_idle_buffers();
+                    if self.release_at.is_none()
+                        && (self.link_used || self.conn.read_buffer().capacity() > 0)
+                    {
+                        self.release_at = Some(Instant::now() + RELEASE_AFTER);
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
@@ -733,8 +755,8 @@ impl<S: Transport> Inner<S> {
         read
     }
 
-    /// Nothing to read: gives back the read buffer, and the link's buffers
-    /// and the batches' if a message crossed since the last time.
+    /// Gives back the read buffer if it is empty, and the link's buffers and
+    /// the batches' if a message crossed since the last time.
     fn release_idle_buffers(&mut self) {
         self.conn.release_idle_buffers();
         if std::mem::take(&mut self.link_used) {
