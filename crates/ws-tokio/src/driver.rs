@@ -173,6 +173,9 @@ struct Output {
     tail: BytesMut,
 }
 
+/// The largest output buffer kept once everything in it was written.
+const KEEP_OUTPUT: usize = 16 * 1024;
+
 /// The most pieces handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -218,7 +221,20 @@ impl Output {
             }
         }
         if self.is_empty() {
-            // Give the buffer back: a burst's output can be large.
+            if self.tail.capacity() > KEEP_OUTPUT {
+                // Give the buffer back: a burst's output can be large.
+                self.tail = BytesMut::new();
+            } else {
+                // Keep it for the next pass's frames, rather than growing
+                // a new one from nothing, a reallocation at a time.
+                self.tail.clear();
+            }
+        }
+    }
+
+    /// Gives the buffer back if nothing is waiting (the socket is idle).
+    fn release_idle_buffer(&mut self) {
+        if self.is_empty() {
             self.tail = BytesMut::new();
         }
     }
@@ -729,7 +745,9 @@ impl<S: Transport> Inner<S> {
             match self.stream.poll_read_ready(cx) {
                 Poll::Pending => {
                     if self.release_at.is_none()
-                        && (self.link_used || self.conn.read_buffer().capacity() > 0)
+                        && (self.link_used
+                            || self.conn.read_buffer().capacity() > 0
+                            || self.out.tail.capacity() > 0)
                     {
                         self.release_at = Some(Instant::now() + RELEASE_AFTER);
                     }
@@ -759,6 +777,7 @@ impl<S: Transport> Inner<S> {
     /// the batches' if a message crossed since the last time.
     fn release_idle_buffers(&mut self) {
         self.conn.release_idle_buffers();
+        self.out.release_idle_buffer();
         if std::mem::take(&mut self.link_used) {
             self.link.release_idle_buffers();
             self.received = VecDeque::new();
