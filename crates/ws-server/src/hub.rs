@@ -207,8 +207,41 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    members: HashMap<MemberId, Entry>,
-    rooms: HashMap<String, HashSet<MemberId>>,
+    members: HashMap<MemberId, Entry, ById>,
+    /// Each room's members, with their outboxes: a publication to a room
+    /// walks this map alone.
+    rooms: HashMap<String, HashMap<MemberId, Arc<Outbox>, ById>>,
+}
+
+/// Hashes member ids, which are distinct counters, with one multiplication
+/// (Fibonacci hashing spreads them over the hash's high bits, which the
+/// table's probing uses) instead of SipHash: a publication to N members
+/// looks up or walks N of them under the hub's lock.
+#[derive(Default, Clone, Copy)]
+struct ById;
+
+impl std::hash::BuildHasher for ById {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 ids are hashed; anything else still hashes correctly.
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)) ^ (self.0 >> 56);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 struct Entry {
@@ -280,7 +313,12 @@ impl Hub {
             return false;
         };
         entry.rooms.insert(room.to_owned());
-        state.rooms.entry(room.to_owned()).or_default().insert(id);
+        let outbox = entry.outbox.clone();
+        state
+            .rooms
+            .entry(room.to_owned())
+            .or_default()
+            .insert(id, outbox);
         true
     }
 
@@ -310,7 +348,7 @@ impl Hub {
 
     /// The number of members in `room`.
     pub fn room_len(&self, room: &str) -> usize {
-        self.lock().rooms.get(room).map_or(0, HashSet::len)
+        self.lock().rooms.get(room).map_or(0, HashMap::len)
     }
 
     /// The rooms with at least one member.
@@ -397,11 +435,11 @@ impl Hub {
         let mut gone = Vec::new();
         let mut state = self.lock();
         {
-            let mut offer = |id: MemberId, entry: &Entry| {
+            let mut offer = |id: MemberId, outbox: &Outbox| {
                 if publication.except == Some(id) {
                     return;
                 }
-                match entry.outbox.push(&frame, limits) {
+                match outbox.push(&frame, limits) {
                     Pushed::Queued => delivery.queued += 1,
                     Pushed::DroppedNewest => delivery.dropped += 1,
                     Pushed::DroppedOldest(_) => {
@@ -417,15 +455,13 @@ impl Hub {
             match &publication.audience {
                 Audience::All => {
                     for (id, entry) in &state.members {
-                        offer(*id, entry);
+                        offer(*id, &entry.outbox);
                     }
                 }
                 Audience::Room(room) => {
                     if let Some(members) = state.rooms.get(room) {
-                        for id in members {
-                            if let Some(entry) = state.members.get(id) {
-                                offer(*id, entry);
-                            }
+                        for (id, outbox) in members {
+                            offer(*id, outbox);
                         }
                     }
                 }
