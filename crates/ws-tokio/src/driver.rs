@@ -455,7 +455,7 @@ impl<S: Transport> Inner<S> {
     fn poll_open(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
         loop {
             // 1. Decode what was received, as far as the application keeps up.
-            self.decode();
+            let delivered = self.decode();
             if self.conn.state() == State::Closed
                 && self.incoming_open
                 && let Some(error) = self.failure.take()
@@ -471,6 +471,18 @@ impl<S: Transport> Inner<S> {
                 timer.as_mut().arm(Some(Instant::now() + grace));
                 self.phase = Phase::Grace;
                 return Poll::Ready(());
+            }
+
+            if delivered && self.failure.is_none() {
+                // Let the application answer before going on: the driver
+                // asks to be polled again and returns. Run in the same task
+                // as the handler (as a server runs it), this costs no trip
+                // through the scheduler; the answers are then taken and
+                // written in one pass, instead of this pass going on to
+                // register its wakers and the timer for a sleep it would
+                // leave at once.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
 
             // 2. Gather what the application queued. The queue is locked
@@ -618,14 +630,15 @@ impl<S: Transport> Inner<S> {
     }
 
     /// Decodes received bytes into messages for the application, answering
-    /// pings and noting pongs, while its queue has room.
-    fn decode(&mut self) {
+    /// pings and noting pongs, while its queue has room. Returns whether
+    /// messages were handed over.
+    fn decode(&mut self) -> bool {
         self.blocked = false;
         // Nothing received, nothing to decode (and no lock to take for
         // room): the core holds no partial frame's bytes outside this
         // buffer.
         if self.conn.state() == State::Closed || self.conn.read_buffer().is_empty() {
-            return;
+            return false;
         }
         let mut free = match self.link.room() {
             Room::Free(free) if self.incoming_open => free,
@@ -688,8 +701,10 @@ impl<S: Transport> Inner<S> {
                 free -= 1;
             }
         }
-        self.link_used |= !self.received.is_empty();
+        let delivered = !self.received.is_empty();
+        self.link_used |= delivered;
         self.link.deliver(&mut self.received);
+        delivered
     }
 
     fn broadcasts(&self) -> bool {
