@@ -148,6 +148,7 @@ impl Future for Join {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wake_count::WakeCount;
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
 
@@ -193,18 +194,8 @@ mod tests {
     }
 
     /// Polls `fut` once with a waker that counts the wakes it gets.
-    fn poll_once(fut: Pin<&mut impl Future<Output = ()>>, wakes: &Arc<Counter>) -> Poll<()> {
-        let waker = Waker::from(wakes.clone());
-        fut.poll(&mut Context::from_waker(&waker))
-    }
-
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
+    fn poll_once(fut: Pin<&mut impl Future<Output = ()>>, wakes: &Arc<WakeCount>) -> Poll<()> {
+        fut.poll(&mut Context::from_waker(&wakes.waker()))
     }
 
     /// Wakes the two futures raise for each other while the task polls are
@@ -216,15 +207,11 @@ mod tests {
         let (driver, driver_polls) = Counted::new(&a, &b, 3);
         let (handler, handler_polls) = Counted::new(&b, &a, 3);
         let fut = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
-        let wakes = Arc::new(Counter::default());
+        let wakes = WakeCount::new();
         assert!(poll_once(fut, &wakes).is_ready());
         assert_eq!(driver_polls.load(Ordering::SeqCst), 3);
         assert_eq!(handler_polls.load(Ordering::SeqCst), 3);
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            0,
-            "the task was never woken"
-        );
+        assert_eq!(wakes.count(), 0, "the task was never woken");
     }
 
     /// A wake from outside reaches the task, and only the future it was
@@ -235,11 +222,11 @@ mod tests {
         let (driver, driver_polls) = Counted::new(&a, &nobody, 2);
         let (handler, handler_polls) = Counted::new(&b, &nobody, 10);
         let mut fut = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
-        let wakes = Arc::new(Counter::default());
+        let wakes = WakeCount::new();
         assert!(poll_once(fut.as_mut(), &wakes).is_pending());
         // The driver is woken from outside the task, as the socket would.
         a.lock().unwrap().take().unwrap().wake();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task was woken");
+        assert_eq!(wakes.count(), 1, "the task was woken");
         assert!(poll_once(fut.as_mut(), &wakes).is_pending());
         assert_eq!(driver_polls.load(Ordering::SeqCst), 2);
         assert_eq!(

@@ -113,27 +113,16 @@ impl Drop for Stopped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
+    use crate::wake_count::WakeCount;
 
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn poll(fut: &mut Stopped, wakes: &Arc<Counter>) -> Poll<()> {
-        let waker = Waker::from(wakes.clone());
-        Pin::new(fut).poll(&mut Context::from_waker(&waker))
+    fn poll(fut: &mut Stopped, wakes: &Arc<WakeCount>) -> Poll<()> {
+        Pin::new(fut).poll(&mut Context::from_waker(&wakes.waker()))
     }
 
     #[test]
     fn every_waiting_connection_is_woken_once_and_slots_are_reused() {
         let stop = Arc::new(Stop::default());
-        let wakes = Arc::new(Counter::default());
+        let wakes = WakeCount::new();
         let mut first = stop.stopped();
         let mut second = stop.stopped();
         assert!(poll(&mut first, &wakes).is_pending());
@@ -144,7 +133,7 @@ mod tests {
         assert!(poll(&mut third, &wakes).is_pending());
         assert_eq!(stop.lock().slots.len(), 2, "the freed slot was reused");
         stop.stop();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "both waiters woken");
+        assert_eq!(wakes.count(), 2, "both waiters woken");
         assert!(poll(&mut first, &wakes).is_ready());
         assert!(poll(&mut third, &wakes).is_ready());
         assert!(
