@@ -23,7 +23,7 @@ use futures_util::task::AtomicWaker;
 /// other tasks).
 const MAX_ROUNDS: usize = 32;
 
-/// A boxed future of the connection's task.
+/// A boxed future run in a connection's task: its driver or its handler.
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What the two wakers share.

@@ -354,7 +354,7 @@ impl ServerBuilder {
     }
 }
 
-/// A boxed future of a connection: its driver, or its handler.
+/// The application's handler, which makes each connection's handler future.
 type Handler = Arc<dyn Fn(WebSocket) -> Task + Send + Sync>;
 type ListenFn =
     Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> + Send>;
