@@ -176,6 +176,9 @@ struct Output {
 /// The largest output buffer kept once everything in it was written.
 const KEEP_OUTPUT: usize = 16 * 1024;
 
+/// Shared frames (broadcasts) up to this size are copied into the output.
+const COPY_SHARED_MAX: usize = 1024;
+
 /// The most pieces handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -188,9 +191,16 @@ impl Output {
         self.len() == 0
     }
 
-    /// Appends a shared frame after everything encoded so far, without
-    /// copying it.
+    /// Appends a shared frame after everything encoded so far. A small one
+    /// is copied: as a piece of its own it would cost more than its bytes,
+    /// in memory (a handle per frame) and in the vectored write (which
+    /// takes `MAX_IOVECS` pieces at a time). A large one is queued without
+    /// copying.
     fn push_shared(&mut self, frame: Bytes) {
+        if frame.len() <= COPY_SHARED_MAX {
+            self.tail.extend_from_slice(&frame);
+            return;
+        }
         if !self.tail.is_empty() {
             let sealed = self.tail.split().freeze();
             self.chunk_bytes += sealed.len();
