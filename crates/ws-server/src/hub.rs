@@ -161,8 +161,10 @@ impl HubBuilder {
 /// HTTP handlers or other threads alike.
 ///
 /// - **Framed once.** A published message is encoded as one frame, and every
-///   recipient's connection writes those same bytes: no per-recipient copy
-///   or encoding.
+///   recipient's connection writes those same bytes: no per-recipient
+///   encoding, and no per-recipient copy of a frame over 1 KiB (a smaller
+///   one is cheaper copied into the connection's output than kept as a
+///   piece of its own).
 /// - **Bounded.** Each member has its own queue, bounded in bytes and
 ///   messages; when a member does not keep up, the [`SlowConsumer`] policy
 ///   applies to it alone, and the others are not slowed.

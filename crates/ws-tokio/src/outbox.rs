@@ -127,7 +127,7 @@ struct Queue {
 /// A connection's queue of broadcast frames, drained by its driver.
 ///
 /// A publisher [`push`](Self::push)es; the driver takes frames whenever its
-/// output has room, without copying them. The queue is bounded by
+/// output has room, without copying those over 1 KiB. The queue is bounded by
 /// [`OutboxLimits`], so a recipient that stops reading costs at most
 /// `max_bytes` however fast others publish.
 #[derive(Debug, Default)]

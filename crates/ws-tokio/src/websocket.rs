@@ -327,7 +327,8 @@ macro_rules! accessors {
         }
 
         /// The connection's broadcast queue, on a server connection: frames
-        /// pushed there are written by the driver without a copy, under the
+        /// pushed there are written by the driver without a copy (those over
+        /// 1 KiB; smaller ones are copied into its output), under the
         /// queue's own bound and slow-consumer policy (see `ws_server::Hub`).
         /// `None` on a client, whose frames must be masked one by one.
         pub fn outbox(&self) -> Option<&Arc<Outbox>> {
