@@ -542,7 +542,7 @@ impl<S: Transport> Inner<S> {
 
             // 3. Done once closed and flushed, or once the peer has gone.
             if self.eof || self.conn.state() == State::Closed {
-                self.start_flush(timer);
+                self.enter(Phase::Flush, timer);
                 return Poll::Ready(());
             }
 
@@ -619,7 +619,7 @@ impl<S: Transport> Inner<S> {
                     let frame =
                         CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
                     let _ = self.conn.close(Some(frame), &mut self.out.tail);
-                    self.start_flush(timer);
+                    self.enter(Phase::Flush, timer);
                     return Poll::Ready(());
                 }
                 if ping_due.is_some_and(|d| d <= now) {
@@ -830,9 +830,11 @@ impl<S: Transport> Inner<S> {
         Poll::Ready(())
     }
 
-    fn start_flush(&mut self, timer: Pin<&mut Timer>) {
+    /// Moves to one of the closing phases, each bounded by a close timeout
+    /// of its own.
+    fn enter(&mut self, phase: Phase, timer: Pin<&mut Timer>) {
         timer.arm(Some(Instant::now() + self.settings.close_timeout));
-        self.phase = Phase::Flush;
+        self.phase = phase;
     }
 
     /// Writes everything, within the close timeout, then finishes.
@@ -856,7 +858,6 @@ impl<S: Transport> Inner<S> {
         self.shared.outbox().close();
         self.link.close_sends();
         tracing::debug!(code = %self.conn.close_code(), "connection closed");
-        timer.arm(Some(Instant::now() + self.settings.close_timeout));
         // RFC 6455 section 7.1.1: "the underlying TCP connection, in most
         // normal cases, SHOULD be closed first by the server, so that it
         // holds the TIME_WAIT state and not the client". After a clean
@@ -871,9 +872,9 @@ impl<S: Transport> Inner<S> {
             // once the closing handshake is done, not after the wait for
             // the server.
             self.end_link();
-            self.phase = Phase::AwaitEof;
+            self.enter(Phase::AwaitEof, timer);
         } else {
-            self.phase = Phase::Shutdown;
+            self.enter(Phase::Shutdown, timer);
         }
     }
 
@@ -900,8 +901,7 @@ impl<S: Transport> Inner<S> {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        timer.arm(Some(Instant::now() + self.settings.close_timeout));
-        self.phase = Phase::Shutdown;
+        self.enter(Phase::Shutdown, timer);
         Poll::Ready(())
     }
 
