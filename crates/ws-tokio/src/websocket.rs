@@ -90,7 +90,6 @@ struct StoredRequest {
     /// Each field as `name:value\n`. A name holds no `:` and a value no
     /// newline, so splitting there gives back exactly what was stored.
     fields: Box<[u8]>,
-    count: usize,
     request: OnceLock<Box<Request<()>>>,
 }
 
@@ -114,14 +113,14 @@ impl StoredRequest {
             uri: parts.uri,
             version: parts.version,
             fields: fields.into_boxed_slice(),
-            count: parts.headers.len(),
             request: OnceLock::new(),
         }
     }
 
     fn request(&self) -> &Request<()> {
         self.request.get_or_init(|| {
-            let mut headers = HeaderMap::with_capacity(self.count);
+            let count = self.fields.iter().filter(|&&b| b == b'\n').count();
+            let mut headers = HeaderMap::with_capacity(count);
             for field in self.fields.split(|&b| b == b'\n') {
                 let Some(colon) = field.iter().position(|&b| b == b':') else {
                     continue; // the empty piece after the last newline
