@@ -85,6 +85,14 @@ fn switching(accept: &str) -> String {
     )
 }
 
+/// Accepts the upgrade whose key is `key`.
+async fn accept_upgrade(stream: &mut TcpStream, key: &str) {
+    stream
+        .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
+        .await
+        .unwrap();
+}
+
 /// A raw server for one connection: `script` gets the accepted stream and
 /// the client's key.
 async fn raw_server<F, Fut>(script: F) -> SocketAddr
@@ -195,10 +203,7 @@ async fn section_7_1_1_client_waits_for_the_server_to_close_tcp() {
     let flag = server_closed.clone();
     let (done_tx, done_rx) = oneshot::channel();
     let addr = raw_server(move |mut stream, key| async move {
-        stream
-            .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
-            .await
-            .unwrap();
+        accept_upgrade(&mut stream, &key).await;
         // The client's masked close frame: 0x88, 0x80 | 2, mask, code.
         let mut frame = [0u8; 8];
         stream.read_exact(&mut frame).await.unwrap();
@@ -231,10 +236,7 @@ async fn section_7_1_1_client_waits_for_the_server_to_close_tcp() {
 async fn heartbeat_times_out_on_a_peer_that_never_answers_pings() {
     let (closed_tx, closed_rx) = oneshot::channel();
     let addr = raw_server(|mut stream, key| async move {
-        stream
-            .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
-            .await
-            .unwrap();
+        accept_upgrade(&mut stream, &key).await;
         // Read everything (pings, then the close frame) and answer nothing.
         let mut received = Vec::new();
         let _ = timeout(LIMIT, stream.read_to_end(&mut received)).await;
@@ -474,10 +476,7 @@ async fn section_4_2_2_wrong_accept_key_is_rejected() {
 async fn section_5_1_masked_server_frame_fails_the_connection_with_1002() {
     let (close_tx, close_rx) = oneshot::channel();
     let addr = raw_server(|mut stream, key| async move {
-        stream
-            .write_all(switching(&accept_key(key.as_bytes())).as_bytes())
-            .await
-            .unwrap();
+        accept_upgrade(&mut stream, &key).await;
         // A masked text frame "hi" from the server.
         let mask = [1u8, 2, 3, 4];
         let payload = [b'h' ^ mask[0], b'i' ^ mask[1]];
