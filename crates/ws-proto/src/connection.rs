@@ -331,7 +331,7 @@ impl Connection {
         if opcode.is_control() && payload.len() > 125 {
             return Err(SendError::ControlFrameTooLong(payload.len()));
         }
-        if !failing {
+        if !failing && self.owes_frames() {
             self.poll_transmit(out);
         }
         self.write_frame(opcode, payload, out);
@@ -357,14 +357,17 @@ impl Connection {
         min_shared: usize,
     ) -> Result<Option<Bytes>, SendError> {
         let payload = match message {
-            Message::Text(text) if self.role == Role::Server => text.clone().into_bytes(),
-            Message::Binary(data) if self.role == Role::Server => data.clone(),
+            Message::Text(text)
+                if self.role == Role::Server && text.as_bytes().len() >= min_shared =>
+            {
+                text.clone().into_bytes()
+            }
+            Message::Binary(data) if self.role == Role::Server && data.len() >= min_shared => {
+                data.clone()
+            }
             _ => return self.send(message, out).map(|()| None),
         };
-        if payload.len() < min_shared {
-            return self.send(message, out).map(|()| None);
-        }
-        if !self.may_send()? {
+        if !self.may_send()? && self.owes_frames() {
             self.poll_transmit(out);
         }
         let opcode = if matches!(message, Message::Text(_)) {
@@ -375,6 +378,12 @@ impl Connection {
         // A server's frames are not masked.
         FrameHeader::unfragmented(opcode, None, payload.len()).encode(out);
         Ok(Some(payload))
+    }
+
+    /// Whether a pong or a close frame waits for
+    /// [`poll_transmit`](Self::poll_transmit).
+    fn owes_frames(&self) -> bool {
+        self.pending_pong.is_some() || self.pending_close.is_some()
     }
 
     /// Whether a frame may be sent now. `Ok(true)` after a protocol error,

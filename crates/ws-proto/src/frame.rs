@@ -1,6 +1,6 @@
 //! Frame headers (RFC 6455 section 5.2): incremental decoding and encoding.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use crate::error::ProtocolError;
 use crate::opcode::OpCode;
@@ -115,23 +115,32 @@ impl FrameHeader {
     }
 
     /// Appends the header to `out`, using the shortest length encoding.
+    ///
+    /// The header is assembled on the stack and appended in one copy: a
+    /// small message's frame is mostly header, and per-byte appends would
+    /// cost more than the payload's copy.
     pub fn encode(&self, out: &mut BytesMut) {
-        out.reserve(self.encoded_len());
-        out.put_u8(u8::from(self.fin) << 7 | (self.rsv & 0x7) << 4 | self.opcode.as_u8());
+        let mut header = [0u8; MAX_HEADER_LEN];
+        header[0] = u8::from(self.fin) << 7 | (self.rsv & 0x7) << 4 | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
+        let mut len = 2;
         match self.payload_len {
-            len @ 0..=125 => out.put_u8(mask_bit | len as u8),
-            len @ 126..=0xFFFF => {
-                out.put_u8(mask_bit | 126);
-                out.put_u16(len as u16);
+            short @ 0..=125 => header[1] = mask_bit | short as u8,
+            medium @ 126..=0xFFFF => {
+                header[1] = mask_bit | 126;
+                header[2..4].copy_from_slice(&(medium as u16).to_be_bytes());
+                len = 4;
             }
-            len => {
-                out.put_u8(mask_bit | 127);
-                out.put_u64(len);
+            long => {
+                header[1] = mask_bit | 127;
+                header[2..10].copy_from_slice(&long.to_be_bytes());
+                len = 10;
             }
         }
         if let Some(key) = self.mask {
-            out.put_slice(&key);
+            header[len..len + 4].copy_from_slice(&key);
+            len += 4;
         }
+        out.extend_from_slice(&header[..len]);
     }
 }

@@ -21,10 +21,15 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
 /// vector instructions, then finishes the tail byte by byte.
 pub fn apply_mask_at(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    let mut wide = [0u8; 32];
-    for (i, byte) in wide.iter_mut().enumerate() {
-        *byte = key[i & 3];
+    if buf.len() < 8 {
+        // A short payload (a typical chat or game message): the wide key's
+        // setup would cost more than the bytes themselves.
+        for (byte, mask) in buf.iter_mut().zip(key.iter().cycle()) {
+            *byte ^= mask;
+        }
+        return;
     }
+    let wide: [u8; 32] = std::array::from_fn(|i| key[i & 3]);
     let mut chunks = buf.chunks_exact_mut(32);
     for chunk in &mut chunks {
         for (byte, mask) in chunk.iter_mut().zip(wide) {
@@ -44,10 +49,12 @@ pub fn apply_mask_reference(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// The key as seen from `offset` bytes into the payload.
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut rotated = key;
-    rotated.rotate_left(offset % 4);
-    rotated
+    // Big-endian puts key[0] in the top byte, so a left rotation of the
+    // word is a left rotation of the bytes.
+    let bits = 8 * (offset % 4) as u32;
+    u32::from_be_bytes(key).rotate_left(bits).to_be_bytes()
 }
 
 /// Where a client connection gets the masking key for each frame it sends.

@@ -154,6 +154,10 @@ pub struct Utf8Validator {
     pending_len: u8,
 }
 
+/// Below this length, an ASCII piece is recognised without the vectorised
+/// validator, whose setup outweighs the work on a few bytes.
+const SHORT: usize = 64;
+
 impl Utf8Validator {
     /// A validator at the start of a text.
     pub fn new() -> Self {
@@ -180,6 +184,11 @@ impl Utf8Validator {
                 Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
                 Err(_) => {}
             }
+        }
+        // Short ASCII (most chat and game messages) is settled by one
+        // word-wise scan; the validator's setup costs more than that.
+        if data.len() < SHORT && data.is_ascii() {
+            return Ok(());
         }
         match simdutf8::compat::from_utf8(data) {
             Ok(_) => Ok(()),
