@@ -73,6 +73,9 @@ pub struct Connection {
     close_received: Option<Option<CloseFrame>>,
     failed: bool,
     eof: bool,
+    /// Derived from the four fields above by `refresh_state`, each time one
+    /// of them changes: drivers ask for it many times per message.
+    state: State,
 }
 
 /// Builds a [`Connection`]; see [`Connection::builder`].
@@ -123,6 +126,7 @@ impl ConnectionBuilder {
             close_received: None,
             failed: false,
             eof: false,
+            state: State::Open,
         }
     }
 }
@@ -154,7 +158,19 @@ impl Connection {
     }
 
     /// Where the connection is in its life.
+    #[inline]
     pub fn state(&self) -> State {
+        debug_assert_eq!(self.state, self.derived_state(), "state left stale");
+        self.state
+    }
+
+    /// Recomputes [`state`](Self::state) after a change to what it derives
+    /// from.
+    fn refresh_state(&mut self) {
+        self.state = self.derived_state();
+    }
+
+    fn derived_state(&self) -> State {
         if self.failed || self.eof || (self.close_sent && self.close_received.is_some()) {
             State::Closed
         } else if self.close_sent {
@@ -212,6 +228,7 @@ impl Connection {
     pub fn handle_eof(&mut self) {
         self.eof = true;
         self.pending_pong = None;
+        self.refresh_state();
     }
 
     /// Frees the buffers' memory when no frame or message is in progress, so
@@ -290,7 +307,13 @@ impl Connection {
     /// Writes the frames the connection generated itself into `out`: the
     /// latest pong owed, then a close frame (a reply, or the close of a
     /// failure). Returns whether anything was written.
+    #[inline]
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
+        // Called on every pass of a driver; almost always nothing is owed.
+        self.owes_frames() && self.transmit_owed(out)
+    }
+
+    fn transmit_owed(&mut self, out: &mut BytesMut) -> bool {
         let mut wrote = false;
         if let Some(payload) = self.pending_pong.take() {
             self.write_frame(OpCode::Pong, &payload, out);
@@ -382,6 +405,7 @@ impl Connection {
 
     /// Whether a pong or a close frame waits for
     /// [`poll_transmit`](Self::poll_transmit).
+    #[inline]
     fn owes_frames(&self) -> bool {
         self.pending_pong.is_some() || self.pending_close.is_some()
     }
@@ -432,6 +456,7 @@ impl Connection {
         self.poll_transmit(out);
         self.write_close(frame.as_ref(), out);
         self.close_sent = true;
+        self.refresh_state();
         Ok(())
     }
 
@@ -565,6 +590,7 @@ impl Connection {
                     self.close_sent = true;
                 }
                 self.close_received = Some(frame.clone());
+                self.refresh_state();
                 Ok(Some(Message::Close(frame)))
             }
         }
@@ -589,6 +615,7 @@ impl Connection {
             self.pending_close = Some(Some(CloseFrame::new(error.close_code(), reason)));
             self.close_sent = true;
         }
+        self.refresh_state();
         error
     }
 

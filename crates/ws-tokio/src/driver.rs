@@ -21,6 +21,8 @@ use crate::websocket::{Handshake, Shared, WebSocket, payload_len};
 
 /// Bytes reserved in the read buffer before a read.
 const READ_CHUNK: usize = 8 * 1024;
+/// Below this much room, the read buffer grows (or is compacted) first.
+const READ_MIN: usize = 1024;
 /// The most reserved for one read when a large frame is arriving: its
 /// header announced the size (within the limits), so the buffer grows once
 /// and the frame arrives in few reads.
@@ -508,7 +510,7 @@ impl<S: Transport> Inner<S> {
                     .take_commands(&mut self.commands, COALESCE_LIMIT - out.len());
                 self.commands_pending = taken.more;
                 self.link_used |= !self.commands.is_empty();
-                for command in self.commands.drain(..) {
+                while let Some(command) = self.commands.pop_front() {
                     apply(&mut self.conn, command, out);
                 }
                 if taken.senders_gone {
@@ -766,36 +768,55 @@ impl<S: Transport> Inner<S> {
         if !read {
             return Poll::Pending;
         }
-        if self.conn.read_buffer().is_empty() {
+        // A connection that gave its buffer back waits for readiness
+        // without one; one that holds a buffer reads straight away (a read
+        // costs no call while the socket is known not to be readable).
+        let bufferless = self.conn.read_buffer().capacity() == 0;
+        if bufferless {
             match self.stream.poll_read_ready(cx) {
                 Poll::Pending => {
-                    if self.release_at.is_none()
-                        && (self.link_used
-                            || self.conn.read_buffer().capacity() > 0
-                            || self.out.tail.capacity() > 0)
-                    {
-                        self.release_at = Some(Instant::now() + RELEASE_AFTER);
-                    }
+                    self.note_idle();
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Ready(Ok(())) => {}
             }
         }
-        let want = self.conn.bytes_wanted().clamp(READ_CHUNK, READ_MAX);
+        // Room for more than the rest of the frame: a read that then comes
+        // back short shows the socket drained, and the transport clears its
+        // readiness (Tokio's does) instead of the next read finding out with
+        // a failed call.
+        let wanted = self.conn.bytes_wanted();
         let buf = self.conn.read_buffer();
         let spare = buf.capacity() - buf.len();
-        if spare < 1024 || spare < want {
-            buf.reserve(want);
+        if spare < READ_MIN || spare <= wanted {
+            buf.reserve((wanted + READ_CHUNK).min(READ_MAX));
         }
         let read = pin!(self.stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
         if read.is_pending() {
-            // Readiness was stale (as it is after the handshake's reads): the
-            // transport has now cleared it, and the next poll waits for it
-            // without a buffer.
-            self.conn.release_idle_buffers();
+            if bufferless {
+                // Readiness was stale (as it is after the handshake's
+                // reads): the transport has now cleared it, and the next
+                // poll waits for it without a buffer.
+                self.conn.release_idle_buffers();
+            } else {
+                self.note_idle();
+            }
         }
         read
+    }
+
+    /// The socket has nothing to read: the buffers held are given back
+    /// after [`RELEASE_AFTER`], unless traffic resumes first.
+    fn note_idle(&mut self) {
+        if self.release_at.is_none()
+            && self.conn.read_buffer().is_empty()
+            && (self.link_used
+                || self.conn.read_buffer().capacity() > 0
+                || self.out.tail.capacity() > 0)
+        {
+            self.release_at = Some(Instant::now() + RELEASE_AFTER);
+        }
     }
 
     /// Gives back the read buffer if it is empty, and the link's buffers and
