@@ -581,11 +581,13 @@ impl<S: Transport> Inner<S> {
                 continue;
             }
             let want_commands = self.commands_open && self.out.len() < COALESCE_LIMIT;
-            if self
-                .link
-                .poll_driver(cx, want_commands, self.blocked)
-                .is_ready()
-            {
+            if want_commands && self.commands_pending {
+                // Commands were left in the queue and there is room for
+                // them now: further pushes will not wake the driver, so it
+                // takes them before it sleeps.
+                continue;
+            }
+            if self.link.poll_driver(cx, self.blocked).is_ready() {
                 self.commands_pending = true;
                 continue;
             }
@@ -834,7 +836,7 @@ impl<S: Transport> Inner<S> {
     /// The application's time after a protocol error (see [`Phase::Grace`]).
     fn poll_grace(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
         while !self.link.drained() {
-            if self.link.poll_driver(cx, false, false).is_pending() {
+            if self.link.poll_driver(cx, false).is_pending() {
                 if !timer.as_mut().poll_fired(cx) {
                     return Poll::Pending;
                 }

@@ -372,25 +372,20 @@ impl Link {
         self.notified.load(Ordering::Acquire) && self.notified.swap(false, Ordering::AcqRel)
     }
 
-    /// Whether commands are queued, or every sender is gone.
-    fn has_commands(&self) -> bool {
-        let outgoing = lock(&self.outgoing);
-        !outgoing.queue.is_empty() || outgoing.senders == 0
-    }
-
-    /// Ready once a sender queued something (when `commands`), the receiver
-    /// made room (when `room`), or anything else woke the driver since it
-    /// last looked.
-    pub(crate) fn poll_driver(&self, cx: &mut Context<'_>, commands: bool, room: bool) -> Poll<()> {
-        if self.notified.swap(false, Ordering::AcqRel) {
+    /// Ready once anything woke the driver since it last looked (a command
+    /// pushed into an empty queue, the last sender gone, room made), or,
+    /// with `room`, once the receiver's queue has room.
+    ///
+    /// Commands left in the queue by the last
+    /// [`take_commands`](Self::take_commands) wake nobody: the driver keeps
+    /// track of them itself (`Taken::more`).
+    pub(crate) fn poll_driver(&self, cx: &mut Context<'_>, room: bool) -> Poll<()> {
+        if self.take_notified() {
             return Poll::Ready(());
         }
         self.driver.register(cx.waker());
-        // Checked after registering, so that a push in between is not lost.
-        let ready = self.notified.swap(false, Ordering::AcqRel)
-            || (commands && self.has_commands())
-            || (room && !matches!(self.room(), Room::Free(0)));
-        if ready {
+        // Checked after registering, so that a wake in between is not lost.
+        if self.take_notified() || (room && !matches!(self.room(), Room::Free(0))) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -540,6 +535,32 @@ mod tests {
         assert!(!link.take_commands(&mut taken, 100).more);
         link.try_send(text("0123456789"), 10, None).unwrap();
         assert!(link.take_notified(), "the queue was empty again");
+    }
+
+    #[test]
+    fn a_sleeping_driver_is_woken_by_a_first_push_and_by_the_last_sender_leaving() {
+        let link = Link::new(4, 100);
+        link.add_sender();
+        let wakes = Arc::new(Counter::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(link.poll_driver(&mut cx, false).is_pending());
+        link.try_send(text("a"), 1, None).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the first push wakes");
+        assert!(link.poll_driver(&mut cx, false).is_ready());
+        link.try_send(text("b"), 1, None).unwrap();
+        assert!(
+            link.poll_driver(&mut cx, false).is_pending(),
+            "a push behind one not yet taken is the driver's to find"
+        );
+        let mut taken = VecDeque::new();
+        assert!(!link.take_commands(&mut taken, usize::MAX).more);
+        link.drop_sender();
+        assert!(link.poll_driver(&mut cx, false).is_pending(), "one is left");
+        link.drop_sender();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "the last sender wakes");
+        assert!(link.poll_driver(&mut cx, false).is_ready());
+        assert!(link.take_commands(&mut taken, usize::MAX).senders_gone);
     }
 
     #[test]

@@ -494,6 +494,7 @@ enum Checked {
     Data(Message),
 }
 
+#[inline]
 fn checked(message: Message) -> Result<Checked, Error> {
     match message {
         Message::Ping(data) | Message::Pong(data) if data.len() > 125 => {
@@ -506,6 +507,7 @@ fn checked(message: Message) -> Result<Checked, Error> {
 
 /// The budget units a message takes: its payload length, at least 1, at
 /// most the whole budget (so that any message fits an empty queue).
+#[inline]
 fn cost(link: &Link, message: &Message) -> usize {
     payload_len(message).clamp(1, link.high_water())
 }
@@ -564,6 +566,7 @@ impl<L: std::ops::Deref<Target = Link> + Unpin> Future for SendMessage<L> {
     }
 }
 
+#[inline]
 pub(crate) fn payload_len(message: &Message) -> usize {
     match message {
         Message::Text(text) => text.len(),
