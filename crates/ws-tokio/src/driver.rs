@@ -148,6 +148,17 @@ pub fn start<S: Transport>(
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (WebSocket, impl Future<Output = ()> + Send + 'static) {
+    open(stream, conn, handshake, settings, shutdown)
+}
+
+/// [`start`], with the driver's type named (for the tests to look inside).
+fn open<S: Transport>(
+    stream: S,
+    conn: Connection,
+    handshake: Handshake,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (WebSocket, Driver<S>) {
     let link = Arc::new(Link::new(
         settings.incoming_queue,
         settings.write_high_water,
@@ -404,7 +415,7 @@ fn drive<S: Transport>(
     settings: Settings,
     shared: Arc<Shared>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
-) -> impl Future<Output = ()> + Send {
+) -> Driver<S> {
     let next_ping = settings
         .ping_interval
         .map(|interval| Instant::now() + interval);
@@ -957,5 +968,82 @@ fn apply(conn: &mut Connection, command: Command, output: &mut Output) {
             tracing::debug!(?frame, "closing");
             let _ = conn.close(frame, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use ws_proto::Config;
+
+    use super::*;
+
+    /// Runs `work` while polling `driver` alongside it, as a server's task
+    /// joins the two.
+    async fn beside<F: Future>(mut driver: Pin<&mut Driver<TcpStream>>, work: F) -> F::Output {
+        let mut work = pin!(work);
+        poll_fn(|cx| {
+            let _ = driver.as_mut().poll(cx);
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// What the driver holds in buffers: the read buffer, the output's, and
+    /// the link's queues.
+    fn held(driver: Pin<&mut Driver<TcpStream>>) -> (usize, usize, bool) {
+        let state = driver.project().state;
+        let read = state.conn.read_buffer().capacity();
+        (read, state.out.tail.capacity(), state.link_used)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_gives_its_buffers_back_half_a_second_after_going_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let conn = Connection::new(Role::Server, Config::default());
+        let request = http::Request::new(());
+        let settings = Settings::default();
+        let (mut ws, driver) = open(
+            stream,
+            conn,
+            Handshake::new(request),
+            &settings,
+            std::future::pending(),
+        );
+        let mut driver = pin!(driver);
+
+        // A masked 5-byte text frame, echoed by the application.
+        let key = [1, 2, 3, 4];
+        let mut frame = vec![0x81, 0x85, 1, 2, 3, 4];
+        frame.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        client.write_all(&frame).await.unwrap();
+        let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
+        beside(driver.as_mut(), ws.send(message)).await.unwrap();
+        let mut echo = [0u8; 7];
+        beside(driver.as_mut(), client.read_exact(&mut echo))
+            .await
+            .unwrap();
+        assert_eq!(&echo, b"\x81\x05hello");
+
+        let (read, output, link) = held(driver.as_mut());
+        assert!(read > 0 && output > 0 && link, "buffers kept while busy");
+        beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER / 2)).await;
+        let (read, output, _) = held(driver.as_mut());
+        assert!(read > 0 && output > 0, "still kept: traffic may resume");
+        beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER)).await;
+        assert_eq!(held(driver.as_mut()), (0, 0, false), "given back");
+
+        // And the connection still works, from a buffer allocated anew.
+        client.write_all(&frame).await.unwrap();
+        let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
+        assert_eq!(message.as_text(), Some("hello"));
     }
 }
