@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -305,6 +305,10 @@ pin_project_lite::pin_project! {
         #[pin]
         sleep: Sleep,
         armed: Option<Instant>,
+        // The waker the sleep was last polled with, while it stands: the
+        // sleep need not be polled again until it fires or the waker
+        // changes.
+        registered: Option<Waker>,
     }
 }
 
@@ -313,6 +317,7 @@ impl Timer {
         Self {
             sleep: sleep_until(Instant::now()),
             armed: None,
+            registered: None,
         }
     }
 
@@ -322,6 +327,7 @@ impl Timer {
         if *this.armed != deadline {
             if let Some(deadline) = deadline {
                 this.sleep.reset(deadline);
+                *this.registered = None;
             }
             *this.armed = deadline;
         }
@@ -330,9 +336,27 @@ impl Timer {
     /// Whether the deadline has passed; it is then disarmed.
     fn poll_fired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let this = self.project();
-        if this.armed.is_some() && this.sleep.poll(cx).is_ready() {
+        if this.armed.is_none() {
+            return false;
+        }
+        if let Some(waker) = this.registered.as_ref()
+            && waker.will_wake(cx.waker())
+            && !this.sleep.is_elapsed()
+        {
+            // Polled before with this waker, which the sleep will wake.
+            return false;
+        }
+        if this.sleep.poll(cx).is_ready() {
             *this.armed = None;
+            *this.registered = None;
             return true;
+        }
+        if !this
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            *this.registered = Some(cx.waker().clone());
         }
         false
     }

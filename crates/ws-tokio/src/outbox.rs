@@ -257,14 +257,20 @@ impl Outbox {
         self.waker.wake();
     }
 
+    /// Clears the signal; whether it was set. A load first: the signal is
+    /// nearly always clear, and a swap would take the cache line each time.
+    fn take_signal(&self) -> bool {
+        self.signal.load(Ordering::Acquire) && self.signal.swap(false, Ordering::AcqRel)
+    }
+
     /// The driver's side: ready once something was pushed or the
     /// connection evicted since the last time it was ready.
     pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signal.swap(false, Ordering::AcqRel) {
+        if self.take_signal() {
             return Poll::Ready(());
         }
         self.waker.register(cx.waker());
-        if self.signal.swap(false, Ordering::AcqRel) {
+        if self.take_signal() {
             Poll::Ready(())
         } else {
             Poll::Pending
