@@ -497,7 +497,7 @@ impl Client {
             stream,
             conn,
             handshake,
-            &builder.settings,
+            &Arc::new(builder.settings.clone()),
             std::future::pending(),
         );
         tokio::spawn(driver.instrument(span));

@@ -68,9 +68,11 @@ pub struct Connection {
     utf8: Utf8Validator,
 
     pending_pong: Option<Bytes>,
-    pending_close: Option<Option<CloseFrame>>,
+    // The close frames, sent and received, are boxed: a connection spends
+    // nearly all its life without one, and they are the largest fields.
+    pending_close: Option<Box<Option<CloseFrame>>>,
     close_sent: bool,
-    close_received: Option<Option<CloseFrame>>,
+    close_received: Option<Box<Option<CloseFrame>>>,
     failed: bool,
     eof: bool,
     /// Derived from the four fields above by `refresh_state`, each time one
@@ -190,14 +192,14 @@ impl Connection {
     /// The close frame received from the peer: `None` until one arrives,
     /// `Some(None)` for a close frame without a status code.
     pub fn close_received(&self) -> Option<Option<&CloseFrame>> {
-        self.close_received.as_ref().map(Option::as_ref)
+        self.close_received.as_deref().map(Option::as_ref)
     }
 
     /// The close code a driver reports when the connection has ended: the
     /// peer's code, 1005 for a close frame without one, 1006 when none
     /// arrived (RFC 6455 section 7.1.5).
     pub fn close_code(&self) -> CloseCode {
-        match &self.close_received {
+        match self.close_received.as_deref() {
             Some(Some(frame)) => frame.code,
             Some(None) => CloseCode::NO_STATUS_RECEIVED,
             None => CloseCode::ABNORMAL,
@@ -208,7 +210,7 @@ impl Connection {
     /// reply, a failure close); collect them with
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn has_pending_output(&self) -> bool {
-        self.pending_pong.is_some() || self.pending_close.is_some()
+        self.owes_frames()
     }
 
     /// The buffer of received bytes not yet decoded. A driver may read from
@@ -320,7 +322,7 @@ impl Connection {
             wrote = true;
         }
         if let Some(frame) = self.pending_close.take() {
-            self.write_close(frame.as_ref(), out);
+            self.write_close((*frame).as_ref(), out);
             wrote = true;
         }
         wrote
@@ -586,10 +588,10 @@ impl Connection {
                     // Close frame in response, the endpoint typically echos
                     // the status code it received.)"
                     let code = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
-                    self.pending_close = Some(code);
+                    self.pending_close = Some(Box::new(code));
                     self.close_sent = true;
                 }
-                self.close_received = Some(frame.clone());
+                self.close_received = Some(Box::new(frame.clone()));
                 self.refresh_state();
                 Ok(Some(Message::Close(frame)))
             }
@@ -612,7 +614,7 @@ impl Connection {
         if !self.close_sent {
             let mut reason = error.to_string();
             reason.truncate(MAX_CLOSE_REASON_LEN);
-            self.pending_close = Some(Some(CloseFrame::new(error.close_code(), reason)));
+            self.pending_close = Some(Box::new(Some(CloseFrame::new(error.close_code(), reason))));
             self.close_sent = true;
         }
         self.refresh_state();

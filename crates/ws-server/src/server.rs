@@ -429,12 +429,15 @@ impl IntoFuture for Serve {
 
 struct Shared {
     builder: ServerBuilder,
+    /// The builder's connection settings, shared by every driver.
+    settings: Arc<Settings>,
     handler: Handler,
 }
 
 async fn run(serve: Serve) -> io::Result<()> {
     let listener = (serve.listen)().await?;
     let shared = Arc::new(Shared {
+        settings: Arc::new(serve.builder.settings.clone()),
         builder: serve.builder,
         handler: serve.handler,
     });
@@ -639,7 +642,7 @@ fn open<S: Transport>(
     let mut conn = Connection::new(Role::Server, builder.config.clone());
     // Bytes that came with the request: the client's first frames.
     conn.handle_bytes(leftover);
-    let (ws, driver) = ws_tokio::start(stream, conn, handshake, &builder.settings, shutdown);
+    let (ws, driver) = ws_tokio::start(stream, conn, handshake, &shared.settings, shutdown);
     (Box::pin(driver), (shared.handler)(ws))
 }
 

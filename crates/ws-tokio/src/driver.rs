@@ -145,7 +145,7 @@ pub fn start<S: Transport>(
     stream: S,
     conn: Connection,
     handshake: Handshake,
-    settings: &Settings,
+    settings: &Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (WebSocket, impl Future<Output = ()> + Send + 'static) {
     open(stream, conn, handshake, settings, shutdown)
@@ -156,7 +156,7 @@ fn open<S: Transport>(
     stream: S,
     conn: Connection,
     handshake: Handshake,
-    settings: &Settings,
+    settings: &Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (WebSocket, Driver<S>) {
     let link = Arc::new(Link::new(
@@ -169,7 +169,7 @@ fn open<S: Transport>(
         stream,
         conn,
         DriverLink(link),
-        settings.clone(),
+        Arc::clone(settings),
         shared,
         Box::pin(shutdown),
     );
@@ -397,7 +397,8 @@ struct Inner<S> {
     stream: S,
     conn: Connection,
     link: DriverLink,
-    settings: Settings,
+    /// Shared with every connection started with the same settings.
+    settings: Arc<Settings>,
     shared: Arc<Shared>,
     /// Taken once it has completed.
     shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -409,14 +410,13 @@ struct Inner<S> {
     failure: Option<Error>,
     phase: Phase,
     ping_seq: u64,
-    ping_sent: Instant,
+    /// When the keepalive ping that awaits its pong was sent.
+    ping_sent: Option<Instant>,
     next_ping: Option<Instant>,
-    pong_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
     eof: bool,
     commands_open: bool,
     incoming_open: bool,
-    awaiting_pong: bool,
     /// The receiver's queue is full: the socket is not read.
     blocked: bool,
     /// Whether anything crossed the link since its buffers were last given
@@ -436,7 +436,7 @@ fn drive<S: Transport>(
     stream: S,
     conn: Connection,
     link: DriverLink,
-    settings: Settings,
+    settings: Arc<Settings>,
     shared: Arc<Shared>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Driver<S> {
@@ -458,14 +458,12 @@ fn drive<S: Transport>(
             failure: None,
             phase: Phase::Open,
             ping_seq: 0,
-            ping_sent: Instant::now(),
+            ping_sent: None,
             next_ping,
-            pong_deadline: None,
             close_deadline: None,
             eof: false,
             commands_open: true,
             incoming_open: true,
-            awaiting_pong: false,
             blocked: false,
             link_used: false,
             outbox_pending: true,
@@ -587,7 +585,7 @@ impl<S: Transport> Inner<S> {
             // deadline or the server's shutdown, in that order.
             let ping_due = self
                 .next_ping
-                .filter(|_| !self.awaiting_pong && self.conn.state() == State::Open);
+                .filter(|_| self.ping_sent.is_none() && self.conn.state() == State::Open);
             // Stop reading while the peer is not taking what we write: a ping
             // flood then cannot grow the output without bound.
             let can_read = !self.blocked && self.out.len() < COALESCE_LIMIT;
@@ -632,7 +630,7 @@ impl<S: Transport> Inner<S> {
             }
             let deadline = [
                 ping_due,
-                self.pong_deadline,
+                self.pong_deadline(),
                 self.close_deadline,
                 self.release_at,
             ]
@@ -651,7 +649,7 @@ impl<S: Transport> Inner<S> {
                     self.finish(timer);
                     return Poll::Ready(());
                 }
-                if self.pong_deadline.is_some_and(|d| d <= now) {
+                if self.pong_deadline().is_some_and(|d| d <= now) {
                     tracing::debug!("keepalive ping timed out");
                     self.failure = Some(Error::KeepaliveTimeout);
                     self.shared.record_initiated_close();
@@ -711,10 +709,11 @@ impl<S: Transport> Inner<S> {
                     tracing::trace!(len = payload.len(), "received pong");
                     // Only the pong of the latest keepalive ping counts: a
                     // stray, late or duplicate pong changes nothing.
-                    if self.awaiting_pong && payload[..] == self.ping_seq.to_be_bytes() {
-                        self.awaiting_pong = false;
-                        self.pong_deadline = None;
-                        self.shared.record_rtt(self.ping_sent.elapsed());
+                    if let Some(sent) = self.ping_sent
+                        && payload[..] == self.ping_seq.to_be_bytes()
+                    {
+                        self.ping_sent = None;
+                        self.shared.record_rtt(sent.elapsed());
                     }
                     self.settings
                         .control_frames
@@ -779,13 +778,17 @@ impl<S: Transport> Inner<S> {
         Ok(())
     }
 
+    /// When the keepalive ping in flight times out without its pong.
+    fn pong_deadline(&self) -> Option<Instant> {
+        let timeout = self.settings.ping_timeout?;
+        self.ping_sent.map(|sent| sent + timeout)
+    }
+
     fn send_ping(&mut self, now: Instant) {
         self.ping_seq += 1;
         let ping = Message::Ping(self.ping_seq.to_be_bytes().to_vec().into());
         let _ = self.conn.send(&ping, &mut self.out.tail);
-        self.ping_sent = now;
-        self.awaiting_pong = true;
-        self.pong_deadline = self.settings.ping_timeout.map(|t| now + t);
+        self.ping_sent = Some(now);
         self.next_ping = self.settings.ping_interval.map(|interval| now + interval);
         tracing::trace!(seq = self.ping_seq, "sent keepalive ping");
     }
@@ -1034,7 +1037,7 @@ mod tests {
         let (stream, _) = listener.accept().await.unwrap();
         let conn = Connection::new(Role::Server, Config::default());
         let request = http::Request::new(());
-        let settings = Settings::default();
+        let settings = Arc::new(Settings::default());
         let (mut ws, driver) = open(
             stream,
             conn,

@@ -79,13 +79,15 @@ impl Handshake {
 }
 
 /// The upgrade request as a connection keeps it for its whole life: the
-/// request line's parts, and the header fields as one compact run of
+/// request line as text, and the header fields as one compact run of
 /// bytes. The [`Request`] itself, whose header map costs several hundred
-/// bytes, is built on first use.
+/// bytes (and its URI, near a hundred), is built on first use.
 #[derive(Debug)]
 struct StoredRequest {
-    method: Method,
-    uri: Uri,
+    /// `method\ntarget\npath\n`, then `?query` when the target has one.
+    /// None of these can hold a newline, so splitting there gives back
+    /// exactly what was stored.
+    line: Box<str>,
     version: Version,
     /// Each field as `name:value\n`. A name holds no `:` and a value no
     /// newline, so splitting there gives back exactly what was stored.
@@ -96,6 +98,12 @@ struct StoredRequest {
 impl StoredRequest {
     fn new(request: Request<()>) -> Self {
         let (parts, ()) = request.into_parts();
+        let uri = &parts.uri;
+        let mut line = format!("{}\n{uri}\n{}\n", parts.method, uri.path());
+        if let Some(query) = uri.query() {
+            line.push('?');
+            line.push_str(query);
+        }
         let size = parts
             .headers
             .iter()
@@ -109,12 +117,26 @@ impl StoredRequest {
             fields.push(b'\n');
         }
         Self {
-            method: parts.method,
-            uri: parts.uri,
+            line: line.into_boxed_str(),
             version: parts.version,
             fields: fields.into_boxed_slice(),
             request: OnceLock::new(),
         }
+    }
+
+    /// The request line's pieces: method, target, path, and the query's
+    /// line (empty, or `?` and the query).
+    fn pieces(&self) -> [&str; 4] {
+        let mut pieces = self.line.splitn(4, '\n');
+        std::array::from_fn(|_| pieces.next().unwrap_or_default())
+    }
+
+    fn path(&self) -> &str {
+        self.pieces()[2]
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.pieces()[3].strip_prefix('?')
     }
 
     fn request(&self) -> &Request<()> {
@@ -133,9 +155,11 @@ impl StoredRequest {
                     headers.append(name, value);
                 }
             }
+            let [method, target, ..] = self.pieces();
             let mut request = Request::new(());
-            *request.method_mut() = self.method.clone();
-            *request.uri_mut() = self.uri.clone();
+            // Both were a valid method and URI when stored.
+            *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or_default();
+            *request.uri_mut() = Uri::try_from(target).unwrap_or_default();
             *request.version_mut() = self.version;
             *request.headers_mut() = headers;
             Box::new(request)
@@ -273,12 +297,12 @@ macro_rules! accessors {
 
         /// The request path, such as `/chat`.
         pub fn path(&self) -> &str {
-            self.info().request.uri.path()
+            self.info().request.path()
         }
 
         /// The request query, without the `?`.
         pub fn query(&self) -> Option<&str> {
-            self.info().request.uri.query()
+            self.info().request.query()
         }
 
         /// The upgrade request's headers.
@@ -655,7 +679,8 @@ mod tests {
             .unwrap();
         let stored = StoredRequest::new(request.clone());
         assert!(stored.request.get().is_none(), "not built until used");
-        assert_eq!(stored.uri.path(), "/chat/room");
+        assert_eq!(stored.path(), "/chat/room");
+        assert_eq!(stored.query(), Some("user=a%20b&x=1"));
         let rebuilt = stored.request();
         assert_eq!(rebuilt.method(), request.method());
         assert_eq!(rebuilt.uri(), request.uri());
@@ -663,5 +688,25 @@ mod tests {
         assert_eq!(rebuilt.headers(), request.headers());
         let cookies: Vec<_> = rebuilt.headers().get_all("cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"], "repeated fields keep their order");
+    }
+
+    #[test]
+    fn a_stored_request_answers_path_and_query_as_its_uri_does() {
+        for target in [
+            "/",
+            "/chat",
+            "/chat?",
+            "/chat?room=a&b",
+            "http://example.com",
+            "http://example.com:8080/chat?room=%20x",
+            "*",
+        ] {
+            let request = Request::builder().uri(target).body(()).unwrap();
+            let stored = StoredRequest::new(request.clone());
+            assert_eq!(stored.path(), request.uri().path(), "{target}");
+            assert_eq!(stored.query(), request.uri().query(), "{target}");
+            assert_eq!(stored.request().uri(), request.uri(), "{target}");
+            assert_eq!(stored.request().method(), request.method(), "{target}");
+        }
     }
 }
