@@ -596,7 +596,7 @@ impl<S: Transport> Inner<S> {
                         self.finish(timer);
                         return Poll::Ready(());
                     }
-                    Ok(Io::Wrote(n)) => self.out.advance(n),
+                    Ok(Io::Wrote(_)) => {}
                     Ok(Io::Read(0)) => {
                         self.conn.handle_eof();
                         self.eof = true;
@@ -618,6 +618,11 @@ impl<S: Transport> Inner<S> {
                 // Commands were left in the queue and there is room for
                 // them now: further pushes will not wake the driver, so it
                 // takes them before it sleeps.
+                continue;
+            }
+            if self.outbox_pending && self.broadcasts() && self.out.len() < COALESCE_LIMIT {
+                // Likewise for broadcast frames left in the outbox, now
+                // that a write made room.
                 continue;
             }
             if self.link.poll_driver(cx, self.blocked).is_ready() {
@@ -793,17 +798,27 @@ impl<S: Transport> Inner<S> {
         tracing::trace!(seq = self.ping_seq, "sent keepalive ping");
     }
 
-    /// Writes `out` if it holds anything, and reads if `read` allows,
-    /// whichever is ready first.
+    /// Writes `out` if it holds anything, and reads if `read` allows:
+    /// returns what a write did (advanced past already) unless it emptied
+    /// `out`, and then what a read did, if anything.
     ///
-    /// A read first waits for readiness with an empty buffer: an idle
-    /// connection gives its read buffer back and allocates one only when
-    /// bytes arrive.
+    /// A connection that gave its read buffer back waits for readiness
+    /// without one, and allocates one only when bytes arrive.
     fn poll_io(&mut self, read: bool, cx: &mut Context<'_>) -> Poll<io::Result<Io>> {
         if !self.out.is_empty()
             && let Poll::Ready(written) = self.out.poll_write(&mut self.stream, cx)
         {
-            return Poll::Ready(written.map(Io::Wrote));
+            match written {
+                Ok(n) if n > 0 => {
+                    self.out.advance(n);
+                    // Once everything is written, go on to read in the
+                    // same pass: the pass before it is spent.
+                    if !self.out.is_empty() || !read {
+                        return Poll::Ready(Ok(Io::Wrote(n)));
+                    }
+                }
+                other => return Poll::Ready(other.map(Io::Wrote)),
+            }
         }
         if !read {
             return Poll::Pending;
