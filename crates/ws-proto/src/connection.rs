@@ -75,8 +75,9 @@ pub struct Connection {
     close_received: Option<Box<Option<CloseFrame>>>,
     failed: bool,
     eof: bool,
-    /// Derived from the four fields above by `refresh_state`, each time one
-    /// of them changes: drivers ask for it many times per message.
+    /// Derived from `failed`, `eof`, `close_sent` and `close_received` by
+    /// `refresh_state`, each time one of them changes: drivers ask for it
+    /// many times per message.
     state: State,
 }
 
@@ -356,7 +357,7 @@ impl Connection {
         if opcode.is_control() && payload.len() > 125 {
             return Err(SendError::ControlFrameTooLong(payload.len()));
         }
-        if !failing && self.owes_frames() {
+        if !failing {
             self.poll_transmit(out);
         }
         self.write_frame(opcode, payload, out);
@@ -392,7 +393,7 @@ impl Connection {
             }
             _ => return self.send(message, out).map(|()| None),
         };
-        if !self.may_send()? && self.owes_frames() {
+        if !self.may_send()? {
             self.poll_transmit(out);
         }
         let opcode = if matches!(message, Message::Text(_)) {
