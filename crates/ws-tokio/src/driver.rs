@@ -1088,4 +1088,72 @@ mod tests {
         let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
         assert_eq!(message.as_text(), Some("hello"));
     }
+
+    /// Counts the wakes it gets.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Wakes {
+        fn count(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_fires_for_the_waker_it_was_last_polled_with() {
+        let mut timer = pin!(Timer::new());
+        let (first, second) = (Arc::new(Wakes::default()), Arc::new(Wakes::default()));
+        let first_waker = Waker::from(first.clone());
+        let second_waker = Waker::from(second.clone());
+        let step = Duration::from_millis(100);
+        timer.as_mut().arm(Some(Instant::now() + step));
+        // Asked again and again with one waker: not fired.
+        for _ in 0..3 {
+            assert!(
+                !timer
+                    .as_mut()
+                    .poll_fired(&mut Context::from_waker(&first_waker))
+            );
+        }
+        // Polled with another waker: that one is registered instead.
+        assert!(
+            !timer
+                .as_mut()
+                .poll_fired(&mut Context::from_waker(&second_waker))
+        );
+        tokio::time::advance(step).await;
+        assert_eq!((first.count(), second.count()), (0, 1), "the last waker");
+        assert!(
+            timer
+                .as_mut()
+                .poll_fired(&mut Context::from_waker(&second_waker))
+        );
+        assert!(
+            !timer
+                .as_mut()
+                .poll_fired(&mut Context::from_waker(&second_waker)),
+            "disarmed once fired"
+        );
+
+        // Armed again, with the same waker as before: it fires again.
+        timer.as_mut().arm(Some(Instant::now() + step));
+        assert!(
+            !timer
+                .as_mut()
+                .poll_fired(&mut Context::from_waker(&second_waker))
+        );
+        tokio::time::advance(step).await;
+        assert_eq!(second.count(), 2);
+        assert!(
+            timer
+                .as_mut()
+                .poll_fired(&mut Context::from_waker(&second_waker))
+        );
+    }
 }
