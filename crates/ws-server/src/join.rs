@@ -148,9 +148,9 @@ impl Future for Join {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wake_count::WakeCount;
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
+    use ws_tokio::wake_count::WakeCount;
 
     type Slot = Arc<Mutex<Option<Waker>>>;
 

@@ -45,8 +45,6 @@ mod server;
 mod stop;
 #[cfg(feature = "tls")]
 mod tls;
-#[cfg(test)]
-mod wake_count;
 
 pub use hub::{Audience, Backplane, Delivery, Hub, HubBuilder, Member, MemberId, Publication};
 /// rustls, whose `ServerConfig` [`TlsConfig::from_rustls`] takes.

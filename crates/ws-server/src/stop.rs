@@ -113,7 +113,7 @@ impl Drop for Stopped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wake_count::WakeCount;
+    use ws_tokio::wake_count::WakeCount;
 
     fn poll(fut: &mut Stopped, wakes: &Arc<WakeCount>) -> Poll<()> {
         Pin::new(fut).poll(&mut Context::from_waker(&wakes.waker()))

@@ -1020,9 +1020,10 @@ mod tests {
     use futures_util::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
-    use ws_proto::Config;
+    use ws_proto::{Config, apply_mask};
 
     use super::*;
+    use crate::wake_count::WakeCount;
 
     /// Runs `work` while polling `driver` alongside it, as a server's task
     /// joins the two.
@@ -1064,8 +1065,10 @@ mod tests {
 
         // A masked 5-byte text frame, echoed by the application.
         let key = [1, 2, 3, 4];
+        let mut payload = *b"hello";
+        apply_mask(&mut payload, key);
         let mut frame = vec![0x81, 0x85, 1, 2, 3, 4];
-        frame.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        frame.extend(payload);
         client.write_all(&frame).await.unwrap();
         let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
         beside(driver.as_mut(), ws.send(message)).await.unwrap();
@@ -1089,28 +1092,11 @@ mod tests {
         assert_eq!(message.as_text(), Some("hello"));
     }
 
-    /// Counts the wakes it gets.
-    #[derive(Default)]
-    struct Wakes(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    impl Wakes {
-        fn count(&self) -> usize {
-            self.0.load(std::sync::atomic::Ordering::SeqCst)
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn the_timer_fires_for_the_waker_it_was_last_polled_with() {
         let mut timer = pin!(Timer::new());
-        let (first, second) = (Arc::new(Wakes::default()), Arc::new(Wakes::default()));
-        let first_waker = Waker::from(first.clone());
-        let second_waker = Waker::from(second.clone());
+        let (first, second) = (WakeCount::new(), WakeCount::new());
+        let (first_waker, second_waker) = (first.waker(), second.waker());
         let step = Duration::from_millis(100);
         timer.as_mut().arm(Some(Instant::now() + step));
         // Asked again and again with one waker: not fired.

@@ -29,7 +29,11 @@ mod driver;
 mod error;
 mod link;
 mod outbox;
+mod signal;
 mod transport;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod wake_count;
 mod websocket;
 
 pub use driver::{Settings, start};

@@ -18,14 +18,13 @@
 //! costs one wakeup.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
 use ws_proto::{CloseFrame, Message};
 
 use crate::error::Error;
+use crate::signal::Signal;
 
 /// A command from the application to the connection's driver.
 #[derive(Debug)]
@@ -44,10 +43,8 @@ pub(crate) type Received = Result<Message, Error>;
 pub(crate) struct Link {
     incoming: Mutex<Incoming>,
     outgoing: Mutex<Outgoing>,
-    /// The driver's waker, and whether something happened since it last
-    /// looked.
-    driver: AtomicWaker,
-    notified: AtomicBool,
+    /// Raised for the driver when something happened since it last looked.
+    driver: Signal,
     /// Received messages queued before the driver stops reading.
     capacity: usize,
     /// Budget units (payload bytes) queued before senders wait.
@@ -119,8 +116,7 @@ impl Link {
                 senders: 1,
                 ..Outgoing::default()
             }),
-            driver: AtomicWaker::new(),
-            notified: AtomicBool::new(false),
+            driver: Signal::default(),
             capacity,
             high_water,
         }
@@ -131,8 +127,7 @@ impl Link {
     }
 
     fn wake_driver(&self) {
-        self.notified.store(true, Ordering::Release);
-        self.driver.wake();
+        self.driver.raise();
     }
 
     // ---- the receiver's side ----
@@ -369,7 +364,7 @@ impl Link {
     /// pushed into an empty queue, room made, the last sender gone); clears
     /// it. Costs an atomic load when nothing did.
     pub(crate) fn take_notified(&self) -> bool {
-        self.notified.load(Ordering::Acquire) && self.notified.swap(false, Ordering::AcqRel)
+        self.driver.take()
     }
 
     /// Ready once anything woke the driver since it last looked (a command
@@ -380,12 +375,10 @@ impl Link {
     /// [`take_commands`](Self::take_commands) wake nobody: the driver keeps
     /// track of them itself (`Taken::more`).
     pub(crate) fn poll_driver(&self, cx: &mut Context<'_>, room: bool) -> Poll<()> {
-        if self.take_notified() {
-            return Poll::Ready(());
-        }
-        self.driver.register(cx.waker());
-        // Checked after registering, so that a wake in between is not lost.
-        if self.take_notified() || (room && !matches!(self.room(), Room::Free(0))) {
+        // Room is looked at once the driver's waker is registered (a pending
+        // poll of the signal leaves it so), so that room made in between is
+        // not missed: making room raises the signal too.
+        if self.driver.poll(cx).is_ready() || (room && !matches!(self.room(), Room::Free(0))) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -452,18 +445,7 @@ impl std::ops::Deref for DriverLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::wake_count::WakeCount;
 
     fn text(s: &'static str) -> Message {
         Message::Text(s.into())
@@ -472,8 +454,8 @@ mod tests {
     #[test]
     fn a_sender_past_the_high_water_mark_waits_until_the_driver_takes() {
         let link = Link::new(4, 10);
-        let wakes = Arc::new(Counter::default());
-        let waker = Waker::from(wakes.clone());
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
         let mut cx = Context::from_waker(&waker);
         assert!(link.try_send(text("12345678"), 8, None).is_ok());
         // 8 + 8 > 10: full, and the sender is registered to wait.
@@ -486,11 +468,7 @@ mod tests {
         link.take_commands(&mut taken, usize::MAX);
         assert_eq!(taken.len(), 1);
         assert_eq!(link.queued(), 0);
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            1,
-            "the waiting sender was woken"
-        );
+        assert_eq!(wakes.count(), 1, "the waiting sender was woken");
         assert!(link.try_send(text("12345678"), 8, None).is_ok());
     }
 
@@ -541,12 +519,12 @@ mod tests {
     fn a_sleeping_driver_is_woken_by_a_first_push_and_by_the_last_sender_leaving() {
         let link = Link::new(4, 100);
         link.add_sender();
-        let wakes = Arc::new(Counter::default());
-        let waker = Waker::from(wakes.clone());
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
         let mut cx = Context::from_waker(&waker);
         assert!(link.poll_driver(&mut cx, false).is_pending());
         link.try_send(text("a"), 1, None).unwrap();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the first push wakes");
+        assert_eq!(wakes.count(), 1, "the first push wakes");
         assert!(link.poll_driver(&mut cx, false).is_ready());
         link.try_send(text("b"), 1, None).unwrap();
         assert!(
@@ -558,7 +536,7 @@ mod tests {
         link.drop_sender();
         assert!(link.poll_driver(&mut cx, false).is_pending(), "one is left");
         link.drop_sender();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "the last sender wakes");
+        assert_eq!(wakes.count(), 2, "the last sender wakes");
         assert!(link.poll_driver(&mut cx, false).is_ready());
         assert!(link.take_commands(&mut taken, usize::MAX).senders_gone);
     }
@@ -589,14 +567,14 @@ mod tests {
     #[test]
     fn the_receiver_gets_what_was_delivered_then_the_end() {
         let link = Link::new(2, 100);
-        let wakes = Arc::new(Counter::default());
-        let waker = Waker::from(wakes.clone());
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
         let mut cx = Context::from_waker(&waker);
         assert!(link.poll_recv(&mut cx).is_pending());
         let mut batch: VecDeque<Received> = [Ok(text("a")), Ok(text("b"))].into();
         link.deliver(&mut batch);
         assert!(batch.is_empty());
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes.count(), 1);
         assert!(matches!(link.room(), Room::Free(0)));
         link.shut();
         assert!(matches!(link.poll_recv(&mut cx), Poll::Ready(Some(Ok(_)))));

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::task::AtomicWaker;
 use ws_proto::{CloseCode, FrameHeader, Message, OpCode, SendError};
+
+use crate::signal::Signal;
 
 /// A data message encoded once as a server frame, to be sent to many
 /// connections. Server frames are not masked, so every recipient gets the
@@ -134,9 +135,8 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     dropped: AtomicU64,
-    /// Set when the driver has something to look at; with its waker.
-    signal: AtomicBool,
-    waker: AtomicWaker,
+    /// Raised when the driver has something to look at.
+    signal: Signal,
 }
 
 impl Outbox {
@@ -253,27 +253,12 @@ impl Outbox {
     }
 
     fn wake(&self) {
-        self.signal.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-
-    /// Clears the signal; whether it was set. A load first: the signal is
-    /// nearly always clear, and a swap would take the cache line each time.
-    fn take_signal(&self) -> bool {
-        self.signal.load(Ordering::Acquire) && self.signal.swap(false, Ordering::AcqRel)
+        self.signal.raise();
     }
 
     /// The driver's side: ready once something was pushed or the
     /// connection evicted since the last time it was ready.
     pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.take_signal() {
-            return Poll::Ready(());
-        }
-        self.waker.register(cx.waker());
-        if self.take_signal() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        self.signal.poll(cx)
     }
 }

@@ -1,5 +1,6 @@
 //! A waker that counts its wakes, for the unit tests of futures polled by
-//! hand.
+//! hand, here and in `ws-server` (through the `test-support` feature; not
+//! for applications).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,18 +8,21 @@ use std::task::{Wake, Waker};
 
 /// Counts the wakes of the wakers made from it.
 #[derive(Default)]
-pub(crate) struct WakeCount(AtomicUsize);
+pub struct WakeCount(AtomicUsize);
 
 impl WakeCount {
-    pub(crate) fn new() -> Arc<Self> {
+    /// A count at zero.
+    pub fn new() -> Arc<Self> {
         Arc::default()
     }
 
-    pub(crate) fn waker(self: &Arc<Self>) -> Waker {
+    /// A waker that adds to this count.
+    pub fn waker(self: &Arc<Self>) -> Waker {
         Waker::from(self.clone())
     }
 
-    pub(crate) fn count(&self) -> usize {
+    /// The wakes so far.
+    pub fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
 }
