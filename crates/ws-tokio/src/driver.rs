@@ -339,10 +339,11 @@ impl Timer {
         if this.armed.is_none() {
             return false;
         }
-        if let Some(waker) = this.registered.as_ref()
-            && waker.will_wake(cx.waker())
-            && !this.sleep.is_elapsed()
-        {
+        let registered = this
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if registered && !this.sleep.is_elapsed() {
             // Polled before with this waker, which the sleep will wake.
             return false;
         }
@@ -351,11 +352,7 @@ impl Timer {
             *this.registered = None;
             return true;
         }
-        if !this
-            .registered
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
+        if !registered {
             *this.registered = Some(cx.waker().clone());
         }
         false
@@ -536,24 +533,20 @@ impl<S: Transport> Inner<S> {
             if self.link.take_notified() {
                 self.commands_pending = true;
             }
-            let out = &mut self.out;
-            if self.commands_open && self.commands_pending && out.len() < COALESCE_LIMIT {
-                let taken = self
-                    .link
-                    .take_commands(&mut self.commands, COALESCE_LIMIT - out.len());
+            if self.commands_open && self.commands_pending && self.out.len() < COALESCE_LIMIT {
+                let room = COALESCE_LIMIT - self.out.len();
+                let taken = self.link.take_commands(&mut self.commands, room);
                 self.commands_pending = taken.more;
                 self.link_used |= !self.commands.is_empty();
-                while let Some(command) = self.commands.pop_front() {
-                    apply(&mut self.conn, command, out);
-                }
+                self.apply_commands();
                 if taken.senders_gone {
                     self.commands_open = false;
                     // Every sender is gone: the application is done.
                     let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                    let _ = self.conn.close(Some(frame), &mut out.tail);
+                    let _ = self.conn.close(Some(frame), &mut self.out.tail);
                 }
             }
-            self.conn.poll_transmit(&mut out.tail);
+            self.conn.poll_transmit(&mut self.out.tail);
             // 2b. Take broadcast frames while the output has room.
             if let Err(code) = self.take_broadcasts() {
                 // A slow consumer to disconnect: what it has not taken is
@@ -760,6 +753,13 @@ impl<S: Transport> Inner<S> {
         delivered
     }
 
+    /// Applies the commands taken from the link, in order.
+    fn apply_commands(&mut self) {
+        while let Some(command) = self.commands.pop_front() {
+            apply(&mut self.conn, command, &mut self.out);
+        }
+    }
+
     fn broadcasts(&self) -> bool {
         self.conn.role() == Role::Server && self.conn.state() == State::Open
     }
@@ -898,9 +898,7 @@ impl<S: Transport> Inner<S> {
         }
         self.incoming_open = false;
         self.link.take_commands(&mut self.commands, usize::MAX);
-        for command in self.commands.drain(..) {
-            apply(&mut self.conn, command, &mut self.out);
-        }
+        self.apply_commands();
         timer.arm(None);
         self.phase = Phase::Open;
         Poll::Ready(())
