@@ -303,6 +303,32 @@ async fn graceful_shutdown_sends_1001_to_every_client() {
     assert!(refused.is_err());
 }
 
+/// The accept loop is a task of its own; dropping the future that awaits it
+/// (here, by aborting the task it runs in) must still stop the server:
+/// the listener closes and open connections are dropped.
+#[tokio::test]
+async fn dropping_the_serve_future_stops_the_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(quiet().serve(echo, listener).into_future());
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    ws.send(TMessage::text("ping")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("ping"));
+
+    serving.abort();
+    assert!(serving.await.unwrap_err().is_cancelled());
+    // The connection is dropped without a closing handshake.
+    let ended = timeout(LIMIT, ws.next()).await.unwrap();
+    assert!(!matches!(
+        ended,
+        Some(Ok(TMessage::Text(_) | TMessage::Close(_)))
+    ));
+    let refused = timeout(LIMIT, TcpStream::connect(addr)).await.unwrap();
+    assert!(refused.is_err());
+}
+
 #[tokio::test]
 async fn backpressure_bounds_memory_when_the_client_stops_reading() {
     let high_water = 64 * 1024;
