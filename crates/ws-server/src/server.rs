@@ -389,6 +389,12 @@ where
 
 /// A server ready to run: await it, or first add
 /// [`with_graceful_shutdown`](Self::with_graceful_shutdown).
+///
+/// Awaiting it runs the accept loop as a task of its own on the current
+/// Tokio runtime; the awaiting future completes when that task does.
+/// Dropping the future stops the server at once: the listener closes and
+/// open connections are dropped without a closing handshake (use
+/// `with_graceful_shutdown` for one).
 #[must_use = "a server does nothing until awaited"]
 pub struct Serve {
     builder: ServerBuilder,
