@@ -159,18 +159,14 @@ fn open<S: Transport>(
     settings: &Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (WebSocket, Driver<S>) {
-    let link = Arc::new(Link::new(
-        settings.incoming_queue,
-        settings.write_high_water,
-    ));
-    let shared = Arc::new(Shared::new(handshake, conn.role()));
-    let ws = WebSocket::new(link.clone(), shared.clone());
+    let link = Link::new(settings.incoming_queue, settings.write_high_water);
+    let shared = Arc::new(Shared::new(link, handshake, conn.role()));
+    let ws = WebSocket::new(shared.clone());
     let driver = drive(
         stream,
         conn,
-        DriverLink(link),
+        DriverLink(shared),
         Arc::clone(settings),
-        shared,
         Box::pin(shutdown),
     );
     (ws, driver)
@@ -396,7 +392,6 @@ struct Inner<S> {
     link: DriverLink,
     /// Shared with every connection started with the same settings.
     settings: Arc<Settings>,
-    shared: Arc<Shared>,
     /// Taken once it has completed.
     shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     out: Output,
@@ -434,7 +429,6 @@ fn drive<S: Transport>(
     conn: Connection,
     link: DriverLink,
     settings: Arc<Settings>,
-    shared: Arc<Shared>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Driver<S> {
     let next_ping = settings
@@ -447,7 +441,6 @@ fn drive<S: Transport>(
             conn,
             link,
             settings,
-            shared,
             shutdown: Some(shutdown),
             out: Output::default(),
             received: VecDeque::new(),
@@ -557,14 +550,14 @@ impl<S: Transport> Inner<S> {
                 let frame = CloseFrame::new(code, "slow consumer");
                 let _ = self.conn.close(Some(frame), &mut self.out.tail);
                 let _ = self.out.poll_write(&mut self.stream, cx);
-                self.shared.record_initiated_close();
+                self.link.shared().record_initiated_close();
                 self.failure = Some(Error::Evicted(code));
                 self.finish(timer);
                 return Poll::Ready(());
             }
             if self.conn.is_awaiting_close() && self.close_deadline.is_none() {
                 // A close frame sent before any was received: this end started.
-                self.shared.record_initiated_close();
+                self.link.shared().record_initiated_close();
                 self.close_deadline = Some(Instant::now() + self.settings.close_timeout);
             }
 
@@ -622,7 +615,7 @@ impl<S: Transport> Inner<S> {
                 self.commands_pending = true;
                 continue;
             }
-            if self.broadcasts() && self.shared.outbox().poll_signal(cx).is_ready() {
+            if self.broadcasts() && self.link.shared().outbox().poll_signal(cx).is_ready() {
                 self.outbox_pending = true;
                 continue;
             }
@@ -650,7 +643,7 @@ impl<S: Transport> Inner<S> {
                 if self.pong_deadline().is_some_and(|d| d <= now) {
                     tracing::debug!("keepalive ping timed out");
                     self.failure = Some(Error::KeepaliveTimeout);
-                    self.shared.record_initiated_close();
+                    self.link.shared().record_initiated_close();
                     let frame =
                         CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
                     let _ = self.conn.close(Some(frame), &mut self.out.tail);
@@ -711,7 +704,7 @@ impl<S: Transport> Inner<S> {
                         && payload[..] == self.ping_seq.to_be_bytes()
                     {
                         self.ping_sent = None;
-                        self.shared.record_rtt(sent.elapsed());
+                        self.link.shared().record_rtt(sent.elapsed());
                     }
                     self.settings
                         .control_frames
@@ -731,7 +724,7 @@ impl<S: Transport> Inner<S> {
                 Ok(Some(Message::Close(frame))) => {
                     tracing::debug!(?frame, "received close");
                     if let Some(frame) = frame {
-                        self.shared.record_close(frame);
+                        self.link.shared().record_close(frame);
                     }
                     None
                 }
@@ -776,7 +769,8 @@ impl<S: Transport> Inner<S> {
         let room = COALESCE_LIMIT.saturating_sub(self.out.len());
         let out = &mut self.out;
         let more = self
-            .shared
+            .link
+            .shared()
             .outbox()
             .drain(room, |frame| out.push_shared(frame))?;
         self.outbox_pending = more;
@@ -929,7 +923,7 @@ impl<S: Transport> Inner<S> {
     /// The connection is over: no more sends or broadcasts, and the
     /// transport is shut down.
     fn finish(&mut self, timer: Pin<&mut Timer>) {
-        self.shared.outbox().close();
+        self.link.shared().outbox().close();
         self.link.close_sends();
         tracing::debug!(code = %self.conn.close_code(), "connection closed");
         // RFC 6455 section 7.1.1: "the underlying TCP connection, in most

@@ -425,20 +425,28 @@ impl Link {
     }
 }
 
-/// The driver's handle: shuts the link when dropped, however the driver
-/// ends (finished, or its task aborted).
-pub(crate) struct DriverLink(pub(crate) std::sync::Arc<Link>);
+/// The driver's handle on what it shares with the application: shuts the
+/// link when dropped, however the driver ends (finished, or its task
+/// aborted).
+pub(crate) struct DriverLink(pub(crate) std::sync::Arc<crate::websocket::Shared>);
+
+impl DriverLink {
+    /// What is known about the connection, beside the link.
+    pub(crate) fn shared(&self) -> &crate::websocket::Shared {
+        &self.0
+    }
+}
 
 impl Drop for DriverLink {
     fn drop(&mut self) {
-        self.0.shut();
+        self.0.link.shut();
     }
 }
 
 impl std::ops::Deref for DriverLink {
     type Target = Link;
     fn deref(&self) -> &Link {
-        &self.0
+        &self.0.link
     }
 }
 

@@ -167,9 +167,11 @@ impl StoredRequest {
     }
 }
 
-/// What the driver and both halves share.
+/// What the driver and both halves share, in one allocation: the link
+/// and what is known about the connection.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    pub(crate) link: Link,
     request: StoredRequest,
     /// The 101 response, on a client (boxed: a server has none).
     response: Option<Box<Response<()>>>,
@@ -188,8 +190,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(handshake: Handshake, role: Role) -> Self {
+    pub(crate) fn new(link: Link, handshake: Handshake, role: Role) -> Self {
         Self {
+            link,
             request: StoredRequest::new(handshake.request),
             response: handshake.response.map(Box::new),
             peer: handshake.peer,
@@ -240,45 +243,42 @@ pub struct WebSocket {
 /// The receiving half of a [`WebSocket`].
 #[derive(Debug)]
 pub struct WebSocketReceiver {
-    link: Arc<Link>,
-    info: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 /// The sending half of a [`WebSocket`]. Clones send on the same connection;
 /// the connection closes with 1000 once every sender and the receiver are
 /// dropped.
 pub struct WebSocketSender {
-    link: Arc<Link>,
-    info: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl Clone for WebSocketSender {
     fn clone(&self) -> Self {
-        self.link.add_sender();
+        self.shared.link.add_sender();
         Self {
-            link: self.link.clone(),
-            info: self.info.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
 impl Drop for WebSocketSender {
     fn drop(&mut self) {
-        self.link.drop_sender();
+        self.shared.link.drop_sender();
     }
 }
 
 impl Drop for WebSocketReceiver {
     fn drop(&mut self) {
-        self.link.drop_receiver();
+        self.shared.link.drop_receiver();
     }
 }
 
 impl std::fmt::Debug for WebSocketSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocketSender")
-            .field("queued_bytes", &self.link.queued())
-            .field("high_water", &self.link.high_water())
+            .field("queued_bytes", &self.shared.link.queued())
+            .field("high_water", &self.shared.link.high_water())
             .finish_non_exhaustive()
     }
 }
@@ -363,18 +363,17 @@ macro_rules! accessors {
 impl WebSocket {
     accessors!();
 
-    pub(crate) fn new(link: Arc<Link>, info: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
             receiver: WebSocketReceiver {
-                link: link.clone(),
-                info: info.clone(),
+                shared: shared.clone(),
             },
-            sender: WebSocketSender { link, info },
+            sender: WebSocketSender { shared },
         }
     }
 
     fn info(&self) -> &Shared {
-        &self.receiver.info
+        &self.receiver.shared
     }
 
     /// The next text or binary message; `None` once the connection has
@@ -399,7 +398,7 @@ impl WebSocket {
         &mut self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        SendMessage::new(&*self.sender.link, message.into())
+        SendMessage::new(&*self.sender.shared, message.into())
     }
 
     /// Sends a text message.
@@ -411,7 +410,7 @@ impl WebSocket {
         &mut self,
         text: impl Into<Utf8Bytes>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        SendMessage::new(&*self.sender.link, Message::Text(text.into()))
+        SendMessage::new(&*self.sender.shared, Message::Text(text.into()))
     }
 
     /// Sends a binary message.
@@ -423,7 +422,7 @@ impl WebSocket {
         &mut self,
         data: impl Into<bytes::Bytes>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        SendMessage::new(&*self.sender.link, Message::Binary(data.into()))
+        SendMessage::new(&*self.sender.shared, Message::Binary(data.into()))
     }
 
     /// Starts the closing handshake with `code` and `reason`, then waits
@@ -451,12 +450,12 @@ impl WebSocketReceiver {
     accessors!();
 
     fn info(&self) -> &Shared {
-        &self.info
+        &self.shared
     }
 
     /// As [`WebSocket::recv`]. Cancel-safe.
     pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
-        poll_fn(|cx| self.link.poll_recv(cx))
+        poll_fn(|cx| self.shared.link.poll_recv(cx))
     }
 }
 
@@ -464,7 +463,7 @@ impl WebSocketSender {
     accessors!();
 
     fn info(&self) -> &Shared {
-        &self.info
+        &self.shared
     }
 
     /// As [`WebSocket::send`]. Cancel-safe.
@@ -479,7 +478,7 @@ impl WebSocketSender {
         &self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-        SendMessage::new(self.link.clone(), message.into())
+        SendMessage::new(self.shared.clone(), message.into())
     }
 
     /// Sends without waiting.
@@ -490,10 +489,11 @@ impl WebSocketSender {
     /// [`Error::Closed`] once the connection is closing or closed.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), Error> {
         match checked(message.into())? {
-            Checked::Close(frame) => self.link.close(frame),
+            Checked::Close(frame) => self.shared.link.close(frame),
             Checked::Data(message) => {
-                let units = cost(&self.link, &message);
-                self.link
+                let units = cost(&self.shared.link, &message);
+                self.shared
+                    .link
                     .try_send(message, units, None)
                     .map_err(|(_, error)| error)
             }
@@ -508,7 +508,7 @@ impl WebSocketSender {
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         let frame = CloseFrame::new(code, reason);
         frame.check_sendable()?;
-        self.link.close(Some(frame))
+        self.shared.link.close(Some(frame))
     }
 }
 
@@ -543,7 +543,7 @@ fn cost(link: &Link, message: &Message) -> usize {
 /// Written by hand so that it is small (the message and the link, no
 /// async state): a handler that awaits it keeps it in its own future.
 struct SendMessage<L> {
-    link: L,
+    shared: L,
     state: Sending,
 }
 
@@ -555,35 +555,37 @@ enum Sending {
     Done,
 }
 
-impl<L: std::ops::Deref<Target = Link>> SendMessage<L> {
-    fn new(link: L, message: Message) -> Self {
+impl<L: std::ops::Deref<Target = Shared>> SendMessage<L> {
+    fn new(shared: L, message: Message) -> Self {
         let state = match checked(message) {
             Ok(Checked::Data(message)) => {
-                let units = cost(&link, &message);
+                let units = cost(&shared.link, &message);
                 Sending::Data(message, units)
             }
             Ok(Checked::Close(frame)) => Sending::Close(frame),
             Err(error) => Sending::Failed(error),
         };
-        Self { link, state }
+        Self { shared, state }
     }
 }
 
-impl<L: std::ops::Deref<Target = Link> + Unpin> Future for SendMessage<L> {
+impl<L: std::ops::Deref<Target = Shared> + Unpin> Future for SendMessage<L> {
     type Output = Result<(), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, Sending::Done) {
-            Sending::Data(message, units) => match this.link.try_send(message, units, Some(cx)) {
-                Ok(()) => Poll::Ready(Ok(())),
-                Err((message, Error::Full)) => {
-                    this.state = Sending::Data(message, units);
-                    Poll::Pending
+            Sending::Data(message, units) => {
+                match this.shared.link.try_send(message, units, Some(cx)) {
+                    Ok(()) => Poll::Ready(Ok(())),
+                    Err((message, Error::Full)) => {
+                        this.state = Sending::Data(message, units);
+                        Poll::Pending
+                    }
+                    Err((_, error)) => Poll::Ready(Err(error)),
                 }
-                Err((_, error)) => Poll::Ready(Err(error)),
-            },
-            Sending::Close(frame) => Poll::Ready(this.link.close(frame)),
+            }
+            Sending::Close(frame) => Poll::Ready(this.shared.link.close(frame)),
             Sending::Failed(error) => Poll::Ready(Err(error)),
             Sending::Done => Poll::Ready(Ok(())),
         }
@@ -602,7 +604,7 @@ pub(crate) fn payload_len(message: &Message) -> usize {
 impl Stream for WebSocketReceiver {
     type Item = Result<Message, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.link.poll_recv(cx)
+        self.shared.link.poll_recv(cx)
     }
 }
 
@@ -618,17 +620,17 @@ impl Sink<Message> for WebSocketSender {
 
     /// Waits while the outgoing queue is at its high-water mark.
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.link.poll_ready(cx)
+        self.shared.link.poll_ready(cx)
     }
 
     /// Queues the message: once `poll_ready` found room, the queue may pass
     /// its high-water mark by at most this message.
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
         match checked(message)? {
-            Checked::Close(frame) => self.link.close(frame),
+            Checked::Close(frame) => self.shared.link.close(frame),
             Checked::Data(message) => {
-                let units = cost(&self.link, &message);
-                self.link.force_send(message, units)
+                let units = cost(&self.shared.link, &message);
+                self.shared.link.force_send(message, units)
             }
         }
     }
@@ -638,7 +640,7 @@ impl Sink<Message> for WebSocketSender {
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let _ = self.link.close(None);
+        let _ = self.shared.link.close(None);
         Poll::Ready(Ok(()))
     }
 }
