@@ -60,14 +60,13 @@ pub struct Connection {
     /// unmasked and validated.
     processed: usize,
 
-    /// The kind of the fragmented message in progress (`Text` or `Binary`).
-    message: Option<OpCode>,
-    message_len: u64,
-    fragment_count: usize,
-    fragments: BytesMut,
+    /// The fragmented message in progress, if any.
+    partial: Option<Box<Partial>>,
     utf8: Utf8Validator,
 
-    pending_pong: Option<Bytes>,
+    /// The pong owed for the latest ping (boxed, like the close frames
+    /// below: rarely there, and a connection holds it for its whole life).
+    pending_pong: Option<Box<Bytes>>,
     // The close frames, sent and received, are boxed: a connection spends
     // nearly all its life without one, and they are the largest fields.
     pending_close: Option<Box<Option<CloseFrame>>>,
@@ -79,6 +78,20 @@ pub struct Connection {
     /// `refresh_state`, each time one of them changes: drivers ask for it
     /// many times per message.
     state: State,
+}
+
+/// A fragmented message being assembled (RFC 6455 section 5.4). Boxed:
+/// most messages arrive in one frame, and a connection spends nearly all
+/// its life without one.
+#[derive(Debug)]
+struct Partial {
+    /// `Text` or `Binary`, from the first frame.
+    kind: OpCode,
+    /// Payload bytes so far, counted even when discarded after a close.
+    len: u64,
+    /// Frames so far.
+    count: usize,
+    data: BytesMut,
 }
 
 /// Builds a [`Connection`]; see [`Connection::builder`].
@@ -118,10 +131,7 @@ impl ConnectionBuilder {
             rx: BytesMut::new(),
             header: None,
             processed: 0,
-            message: None,
-            message_len: 0,
-            fragment_count: 0,
-            fragments: BytesMut::new(),
+            partial: None,
             utf8: Utf8Validator::new(),
             pending_pong: None,
             pending_close: None,
@@ -234,15 +244,13 @@ impl Connection {
         self.refresh_state();
     }
 
-    /// Frees the buffers' memory when no frame or message is in progress, so
-    /// that an idle connection costs little. Cheap; a driver calls it when
-    /// it is about to wait for the next read.
+    /// Frees the read buffer's memory when no frame is in progress, so that
+    /// an idle connection costs little (a fragmented message's buffer goes
+    /// when the message completes). Cheap; a driver calls it when it is
+    /// about to wait for the next read.
     pub fn release_idle_buffers(&mut self) {
         if self.rx.is_empty() && self.rx.capacity() > 0 {
             self.rx = BytesMut::new();
-        }
-        if self.fragments.is_empty() && self.fragments.capacity() > 0 {
-            self.fragments = BytesMut::new();
         }
     }
 
@@ -318,7 +326,7 @@ impl Connection {
 
     fn transmit_owed(&mut self, out: &mut BytesMut) -> bool {
         let mut wrote = false;
-        if let Some(payload) = self.pending_pong.take() {
+        if let Some(payload) = self.pending_pong.take().map(|payload| *payload) {
             self.write_frame(OpCode::Pong, &payload, out);
             wrote = true;
         }
@@ -466,7 +474,11 @@ impl Connection {
     fn is_text(&self, header: &FrameHeader) -> bool {
         !self.close_sent
             && (header.opcode == OpCode::Text
-                || (header.opcode == OpCode::Continuation && self.message == Some(OpCode::Text)))
+                || (header.opcode == OpCode::Continuation
+                    && self
+                        .partial
+                        .as_ref()
+                        .is_some_and(|partial| partial.kind == OpCode::Text)))
     }
 
     /// Checks everything a header alone can break, before any payload is
@@ -501,26 +513,25 @@ impl Connection {
         // opcode other than 0, then zero or more continuation frames, then a
         // final continuation frame with FIN set.
         let continuation = header.opcode == OpCode::Continuation;
-        match (continuation, self.message.is_some()) {
-            (true, false) => return Err(ProtocolError::UnexpectedContinuation),
-            (false, true) => return Err(ProtocolError::ExpectedContinuation),
-            _ => {}
-        }
+        let partial = match (continuation, &self.partial) {
+            (true, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (false, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (_, partial) => partial,
+        };
         let limit = self.config.max_frame_size;
         if len > limit as u64 {
             return Err(ProtocolError::FrameTooLarge { size: len, limit });
         }
-        let size = if continuation {
-            self.message_len + len
-        } else {
-            len
-        };
+        let size = partial.as_ref().map_or(len, |partial| partial.len + len);
         let limit = self.config.max_message_size;
         if size > limit as u64 {
             return Err(ProtocolError::MessageTooLarge { size, limit });
         }
         let limit = self.config.max_fragments;
-        if continuation && self.fragment_count >= limit {
+        if partial
+            .as_ref()
+            .is_some_and(|partial| partial.count >= limit)
+        {
             return Err(ProtocolError::TooManyFragments { limit });
         }
         Ok(())
@@ -534,39 +545,39 @@ impl Connection {
         match header.opcode {
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 let first = header.opcode != OpCode::Continuation;
-                if first {
-                    self.message = Some(header.opcode);
-                    self.message_len = 0;
-                    self.fragment_count = 0;
+                if first && header.fin {
+                    // A whole message in one frame, the common case: no
+                    // assembly. Section 1.4: after sending a Close frame,
+                    // data is discarded while waiting for the peer's Close.
+                    if self.close_sent {
+                        return Ok(None);
+                    }
+                    return self.complete(header.opcode, payload).map(Some);
                 }
-                let kind = self.message.expect("checked by check_header");
-                self.message_len += payload.len() as u64;
-                self.fragment_count += 1;
+                let partial = if first {
+                    self.partial.insert(Box::new(Partial {
+                        kind: header.opcode,
+                        len: 0,
+                        count: 0,
+                        data: BytesMut::new(),
+                    }))
+                } else {
+                    self.partial.as_mut().expect("checked by check_header")
+                };
+                partial.len += payload.len() as u64;
+                partial.count += 1;
                 if self.close_sent {
-                    // Section 1.4: after sending a Close frame, data is
-                    // discarded while waiting for the peer's Close.
                     if header.fin {
-                        self.end_message();
+                        self.partial = None;
                     }
                     return Ok(None);
                 }
-                let data = if header.fin && first {
-                    payload
-                } else {
-                    self.fragments.extend_from_slice(&payload);
-                    if !header.fin {
-                        return Ok(None);
-                    }
-                    self.fragments.split().freeze()
-                };
-                let text = kind == OpCode::Text;
-                self.end_message();
-                if text {
-                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-                    Ok(Some(Message::Text(Utf8Bytes::from_validated(data))))
-                } else {
-                    Ok(Some(Message::Binary(data)))
+                partial.data.extend_from_slice(&payload);
+                if !header.fin {
+                    return Ok(None);
                 }
+                let Partial { kind, data, .. } = *self.partial.take().expect("assembled above");
+                self.complete(kind, data.freeze()).map(Some)
             }
             OpCode::Ping => {
                 if self.config.auto_pong && !self.close_sent {
@@ -575,7 +586,7 @@ impl Connection {
                     // previous Ping frame(s), the endpoint MAY elect to send
                     // a Pong frame for only the most recently processed Ping
                     // frame."
-                    self.pending_pong = Some(payload.clone());
+                    self.pending_pong = Some(Box::new(payload.clone()));
                 }
                 Ok(Some(Message::Ping(payload)))
             }
@@ -599,10 +610,15 @@ impl Connection {
         }
     }
 
-    fn end_message(&mut self) {
-        self.message = None;
-        self.message_len = 0;
-        self.fragment_count = 0;
+    /// A complete text or binary message; a text message's UTF-8 was
+    /// checked as it arrived, and must not end inside a character.
+    fn complete(&mut self, kind: OpCode, data: Bytes) -> Result<Message, ProtocolError> {
+        if kind == OpCode::Text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Message::Text(Utf8Bytes::from_validated(data)))
+        } else {
+            Ok(Message::Binary(data))
+        }
     }
 
     /// Section 7.1.7: to _Fail the WebSocket Connection_, "an endpoint MUST
