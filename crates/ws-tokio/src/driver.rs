@@ -739,6 +739,11 @@ impl<S: Transport> Inner<S> {
                 self.received.push_back(Ok(message));
                 free -= 1;
             }
+            if self.conn.read_buffer().is_empty() {
+                // The read ended on a frame's end, as it mostly does: the
+                // core would only find that it needs more.
+                break;
+            }
         }
         let delivered = !self.received.is_empty();
         self.link_used |= delivered;
