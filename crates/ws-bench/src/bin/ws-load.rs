@@ -225,14 +225,14 @@ impl Window {
     }
 }
 
-/// One echo connection: keeps `depth` messages in flight until the window
-/// ends; returns the round trips measured, in microseconds.
 /// Payloads larger than this are not buffered: their bytes are read into a
 /// scratch buffer and dropped as they arrive. Buffering them cost the load
 /// generator a copy per growth of its buffer (a fifth of its time at 1 MiB),
 /// on the cores it shares with the server under test.
 const SKIP_ABOVE: usize = 64 * 1024;
 
+/// One echo connection: keeps `depth` messages in flight until the window
+/// ends; returns the round trips measured, in microseconds.
 async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>> {
     let (mut stream, mut buf) = open(args.addr, &args.path).await?;
     let opcode = if args.binary { 0x2 } else { 0x1 };
@@ -252,31 +252,33 @@ async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>
     sent.extend(std::iter::repeat_n(now, args.depth));
     while Instant::now() < window.end {
         frames.clear();
-        if let Some((left, opcode)) = skipping {
-            if scratch.is_empty() {
-                scratch = vec![0; SKIP_ABOVE];
-            }
-            let want = left.min(scratch.len());
-            let read =
-                tokio::time::timeout_at(window.end.into(), stream.read(&mut scratch[..want]));
-            match read.await {
-                Err(_) => break,
-                Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(Err(error)) => return Err(error),
-                Ok(Ok(n)) if n == left => {
-                    skipping = None;
-                    frames.push(opcode);
+        // Into the scratch buffer while a large payload is being skipped,
+        // into `buf` otherwise.
+        let read = match skipping {
+            Some((left, _)) => {
+                if scratch.is_empty() {
+                    scratch = vec![0; SKIP_ABOVE];
                 }
-                Ok(Ok(n)) => skipping = Some((left - n, opcode)),
+                let want = left.min(scratch.len());
+                let read = stream.read(&mut scratch[..want]);
+                tokio::time::timeout_at(window.end.into(), read).await
+            }
+            None => tokio::time::timeout_at(window.end.into(), stream.read_buf(&mut buf)).await,
+        };
+        let n = match read {
+            Err(_) => break,
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Err(error)) => return Err(error),
+            Ok(Ok(n)) => n,
+        };
+        if let Some((left, opcode)) = skipping {
+            if n == left {
+                skipping = None;
+                frames.push(opcode);
+            } else {
+                skipping = Some((left - n, opcode));
             }
         } else {
-            let read = tokio::time::timeout_at(window.end.into(), stream.read_buf(&mut buf));
-            match read.await {
-                Err(_) => break,
-                Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(Err(error)) => return Err(error),
-                Ok(Ok(_)) => {}
-            }
             while let Some((opcode, header, len)) = frame_head(&buf) {
                 let have = buf.len() - header;
                 if have >= len {
