@@ -615,7 +615,10 @@ impl<S: Transport> Inner<S> {
                 self.commands_pending = true;
                 continue;
             }
-            if self.broadcasts() && self.link.shared().outbox().poll_signal(cx).is_ready() {
+            if self.broadcasts()
+                && let Some(outbox) = self.link.shared().outbox()
+                && outbox.poll_signal(cx).is_ready()
+            {
                 self.outbox_pending = true;
                 continue;
             }
@@ -771,13 +774,14 @@ impl<S: Transport> Inner<S> {
         if !self.broadcasts() || !self.outbox_pending {
             return Ok(());
         }
+        let Some(outbox) = self.link.shared().outbox() else {
+            // Not made yet: the driver is woken when it is.
+            self.outbox_pending = false;
+            return Ok(());
+        };
         let room = COALESCE_LIMIT.saturating_sub(self.out.len());
         let out = &mut self.out;
-        let more = self
-            .link
-            .shared()
-            .outbox()
-            .drain(room, |frame| out.push_shared(frame))?;
+        let more = outbox.drain(room, |frame| out.push_shared(frame))?;
         self.outbox_pending = more;
         Ok(())
     }
@@ -928,7 +932,7 @@ impl<S: Transport> Inner<S> {
     /// The connection is over: no more sends or broadcasts, and the
     /// transport is shut down.
     fn finish(&mut self, timer: Pin<&mut Timer>) {
-        self.link.shared().outbox().close();
+        self.link.shared().close_outbox();
         self.link.close_sends();
         tracing::debug!(code = %self.conn.close_code(), "connection closed");
         // RFC 6455 section 7.1.1: "the underlying TCP connection, in most

@@ -126,7 +126,7 @@ impl Link {
         self.high_water
     }
 
-    fn wake_driver(&self) {
+    pub(crate) fn wake_driver(&self) {
         self.driver.raise();
     }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -184,8 +184,10 @@ pub(crate) struct Shared {
     peer_close: OnceLock<CloseFrame>,
     /// Whether this end sent the first close frame.
     initiated_close: AtomicBool,
-    /// Broadcast frames waiting for the driver (server connections).
-    outbox: Arc<Outbox>,
+    /// Broadcast frames waiting for the driver: made when the application
+    /// first asks for it (on a server connection), or at the end, the
+    /// closed outbox every connection that never broadcast shares.
+    outbox: OnceLock<Arc<Outbox>>,
     role: Role,
 }
 
@@ -197,7 +199,7 @@ impl Shared {
             response: handshake.response.map(Box::new),
             peer: handshake.peer,
             protocol: handshake.protocol,
-            outbox: Arc::default(),
+            outbox: OnceLock::new(),
             role,
             rtt: AtomicU64::new(0),
             peer_close: OnceLock::new(),
@@ -205,8 +207,45 @@ impl Shared {
         }
     }
 
-    pub(crate) fn outbox(&self) -> &Outbox {
-        &self.outbox
+    /// The outbox, once made.
+    pub(crate) fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.get().map(|outbox| &**outbox)
+    }
+
+    /// The outbox, made on first use: most connections never broadcast, and
+    /// one made for each would cost every idle connection about a tenth of
+    /// its memory.
+    fn make_outbox(&self) -> &Arc<Outbox> {
+        let mut made = false;
+        let outbox = self.outbox.get_or_init(|| {
+            made = true;
+            Arc::default()
+        });
+        if made {
+            // The driver waits on the outbox's signal only once there is an
+            // outbox: it looks again when woken.
+            self.link.wake_driver();
+        }
+        outbox
+    }
+
+    /// The driver's side: the connection has ended, and so has broadcasting
+    /// to it. A connection that never made its outbox gets the shared
+    /// closed one, so that an outbox asked for later takes nothing.
+    pub(crate) fn close_outbox(&self) {
+        static CLOSED: LazyLock<Arc<Outbox>> = LazyLock::new(|| {
+            let outbox = Arc::new(Outbox::default());
+            outbox.close();
+            outbox
+        });
+        let mut shared = false;
+        let outbox = self.outbox.get_or_init(|| {
+            shared = true;
+            CLOSED.clone()
+        });
+        if !shared {
+            outbox.close();
+        }
     }
 
     pub(crate) fn record_initiated_close(&self) {
@@ -354,8 +393,12 @@ macro_rules! accessors {
         /// 1 KiB; smaller ones are copied into its output), under the
         /// queue's own bound and slow-consumer policy (see `ws_server::Hub`).
         /// `None` on a client, whose frames must be masked one by one.
+        ///
+        /// Made on the first call: a connection that never broadcasts does
+        /// not pay for one. Once the connection has ended, the outbox is
+        /// closed, and frames pushed to it are refused.
         pub fn outbox(&self) -> Option<&Arc<Outbox>> {
-            (self.info().role == Role::Server).then_some(&self.info().outbox)
+            (self.info().role == Role::Server).then(|| self.info().make_outbox())
         }
     };
 }

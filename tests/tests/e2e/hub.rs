@@ -2,6 +2,7 @@
 //! TCP clients that stop reading or vanish.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -368,4 +369,66 @@ async fn shutdown_completes_the_close_handshake_with_every_client() {
     })
     .await
     .unwrap();
+}
+
+/// The outbox is made when a connection first registers. A member that
+/// registers once its connection has sat idle, with its driver asleep,
+/// still gets what is published to it; one that registers after its
+/// connection ended is refused.
+#[tokio::test]
+async fn members_registering_late_or_after_the_end() {
+    let hub = Hub::new();
+    let (ended_tx, ended_rx) = oneshot::channel();
+    let handler = {
+        let hub = hub.clone();
+        let ended_tx = Arc::new(std::sync::Mutex::new(Some(ended_tx)));
+        move |mut ws: WebSocket| {
+            let hub = hub.clone();
+            let ended_tx = ended_tx.clone();
+            async move {
+                if ws.path() == "/late" {
+                    // Only once the driver has delivered this message, given
+                    // its buffers back (half a second after the socket went
+                    // quiet) and gone to sleep with no deadline.
+                    let _ = ws.next().await;
+                    sleep(Duration::from_millis(800)).await;
+                    let member = hub.register(&ws).unwrap();
+                    member.join("/late");
+                    while ws.next().await.is_some() {}
+                } else {
+                    while ws.next().await.is_some() {}
+                    let member = hub.register(&ws).unwrap();
+                    member.join("/ended");
+                    if let Some(tx) = ended_tx.lock().unwrap().take() {
+                        let _ = tx.send(member);
+                    }
+                }
+            }
+        }
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = Server::builder()
+        .ping_interval(None)
+        .serve(handler, listener);
+    let server = tokio::spawn(serve.into_future());
+
+    let mut late = client(addr, "/late").await;
+    late.send(TMessage::text("register")).await.unwrap();
+    until_members(&hub, "/late", 1).await;
+    let delivery = hub.to_room("/late", Message::text("hello")).unwrap();
+    assert_eq!(delivery.queued, 1);
+    assert_eq!(
+        timeout(Duration::from_secs(5), next_text(&mut late))
+            .await
+            .expect("the sleeping driver was woken for its new outbox"),
+        "hello"
+    );
+
+    let mut ended = client(addr, "/ended").await;
+    ended.close(None).await.unwrap();
+    let _member = timeout(LIMIT, ended_rx).await.unwrap().unwrap();
+    let delivery = hub.to_room("/ended", Message::text("too late")).unwrap();
+    assert_eq!((delivery.queued, delivery.disconnected), (0, 1));
+    server.abort();
 }
