@@ -26,7 +26,11 @@ const MAX_ROUNDS: usize = 32;
 /// A boxed future run in a connection's task: its driver or its handler.
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// What the two wakers share.
+/// Index of the driver, and of the handler, in [`Join`]'s arrays.
+const DRIVER: usize = 0;
+const HANDLER: usize = 1;
+
+/// What the two wakers share; itself the driver's waker.
 #[derive(Default)]
 struct Shared {
     /// The task's own waker.
@@ -42,24 +46,38 @@ impl Shared {
     fn take(&self, which: usize) -> bool {
         self.woken[which].swap(false, Ordering::AcqRel)
     }
+
+    /// Marks a future woken, and wakes the task unless it is polling.
+    fn mark(&self, which: usize) {
+        self.woken[which].store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
 }
 
-/// One future's waker: marks it, and wakes the task unless it is polling.
-struct Mark {
-    shared: Arc<Shared>,
-    which: usize,
-}
-
-impl Wake for Mark {
+/// The driver's waker is the shared state itself, which saves an
+/// allocation per connection; only the handler's needs one of its own.
+impl Wake for Shared {
     fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+        self.mark(DRIVER);
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.shared.woken[self.which].store(true, Ordering::SeqCst);
-        if !self.shared.polling.load(Ordering::SeqCst) {
-            self.shared.task.wake();
-        }
+        self.mark(DRIVER);
+    }
+}
+
+/// The handler's waker.
+struct HandlerWaker(Arc<Shared>);
+
+impl Wake for HandlerWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.mark(HANDLER);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.mark(HANDLER);
     }
 }
 
@@ -84,14 +102,11 @@ impl Join {
         for woken in &shared.woken {
             woken.store(true, Ordering::Relaxed);
         }
-        let waker = |which| {
-            Waker::from(Arc::new(Mark {
-                shared: shared.clone(),
-                which,
-            }))
-        };
         Self {
-            wakers: [waker(0), waker(1)],
+            wakers: [
+                Waker::from(shared.clone()),
+                Waker::from(Arc::new(HandlerWaker(shared.clone()))),
+            ],
             futures: [Some(driver), Some(handler)],
             shared,
         }
