@@ -43,6 +43,7 @@ mod hub;
 mod join;
 mod server;
 mod stop;
+mod tasks;
 #[cfg(feature = "tls")]
 mod tls;
 

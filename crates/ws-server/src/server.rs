@@ -4,6 +4,7 @@
 use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,8 +14,6 @@ use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument;
 use ws_proto::{
@@ -26,6 +25,7 @@ use ws_tokio::{Handshake, Settings, Transport, WebSocket};
 
 use crate::join::{Join, Task};
 use crate::stop::{Stop, Stopped};
+use crate::tasks::{Tasks, Tracked};
 
 /// Accepts or rejects an upgrade request; see [`ServerBuilder::on_handshake`].
 pub type HandshakeResult = Result<Accept, Rejection>;
@@ -475,21 +475,15 @@ async fn run(serve: Serve) -> io::Result<()> {
     let mut signal = serve
         .signal
         .unwrap_or_else(|| Box::pin(std::future::pending()));
-    let slots = Arc::new(Semaphore::new(shared.builder.max_connections));
     let stop = Arc::new(Stop::default());
-    let mut tasks = JoinSet::new();
+    // Aborts the connections still open when dropped: at the end of this
+    // function, or when the server's future is dropped.
+    let tasks = Tasks::default();
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
 
     loop {
         tokio::select! {
             () = &mut signal => break,
-            Some(joined) = tasks.join_next() => {
-                if let Err(error) = joined
-                    && error.is_panic()
-                {
-                    tracing::error!(%error, "connection task panicked");
-                }
-            }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
@@ -501,20 +495,25 @@ async fn run(serve: Serve) -> io::Result<()> {
                         continue;
                     }
                 };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                if tasks.connections() >= shared.builder.max_connections {
                     tracing::debug!(%peer, "too many connections: 503");
                     let shared = shared.clone();
-                    tasks.spawn(async move { reject_busy(stream, &shared.builder).await });
+                    tasks.spawn(false, |tracked| async move {
+                        let _tracked = tracked;
+                        reject_busy(stream, &shared.builder).await;
+                    });
                     continue;
-                };
+                }
                 let shared = shared.clone();
                 let shutdown = stop.stopped();
                 let span = tracing::debug_span!("ws", %peer, path = tracing::field::Empty);
-                let task = ConnectionTask {
-                    phase: Phase::Opening(connection(stream, peer, shared, shutdown)),
-                    _slot: slot,
-                };
-                tasks.spawn(task.instrument(span));
+                tasks.spawn(true, |tracked| {
+                    ConnectionTask {
+                        phase: Phase::Opening(connection(stream, peer, shared, shutdown)),
+                        _tracked: tracked,
+                    }
+                    .instrument(span)
+                });
             }
         }
     }
@@ -523,13 +522,10 @@ async fn run(serve: Serve) -> io::Result<()> {
     tracing::info!(open = tasks.len(), "shutting down");
     stop.stop();
     let deadline = shared.builder.shutdown_timeout;
-    let drained = timeout(deadline, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    if timeout(deadline, tasks.idle()).await.is_err() {
         tracing::info!(left = tasks.len(), "shutdown timeout: dropping connections");
-        tasks.shutdown().await;
+        tasks.abort_all();
+        tasks.idle().await;
     }
     Ok(())
 }
@@ -569,8 +565,8 @@ async fn write_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
 /// values and every local for the connection's whole life.
 struct ConnectionTask {
     phase: Phase,
-    /// Given back when the task ends.
-    _slot: OwnedSemaphorePermit,
+    /// Counts the connection until the task ends.
+    _tracked: Tracked,
 }
 
 enum Phase {
@@ -583,16 +579,31 @@ impl Future for ConnectionTask {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        loop {
-            match &mut this.phase {
-                Phase::Opening(opening) => match std::task::ready!(opening.as_mut().poll(cx)) {
-                    // The opening's box is freed here.
-                    Some((driver, handler)) => this.phase = Phase::Open(Join::new(driver, handler)),
-                    None => return Poll::Ready(()),
-                },
-                Phase::Open(join) => return Pin::new(join).poll(cx),
+        // A panic in the handler (or the handshake hook) ends this
+        // connection only; it is logged here, as nothing joins the task.
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            loop {
+                match &mut this.phase {
+                    Phase::Opening(opening) => match std::task::ready!(opening.as_mut().poll(cx)) {
+                        // The opening's box is freed here.
+                        Some((driver, handler)) => {
+                            this.phase = Phase::Open(Join::new(driver, handler));
+                        }
+                        None => return Poll::Ready(()),
+                    },
+                    Phase::Open(join) => return Pin::new(join).poll(cx),
+                }
             }
-        }
+        }));
+        polled.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(not a string)");
+            tracing::error!(panic = message, "connection task panicked");
+            Poll::Ready(())
+        })
     }
 }
 

@@ -329,6 +329,50 @@ async fn dropping_the_serve_future_stops_the_server() {
     assert!(refused.is_err());
 }
 
+/// Connections still open at the shutdown timeout are dropped, whatever
+/// they wait for: here one whose client never answers the 1001, and one
+/// still sending its upgrade request. Both timeouts of their own are far
+/// longer than the test.
+#[tokio::test]
+async fn shutdown_timeout_drops_connections_that_do_not_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(
+        quiet()
+            .close_timeout(Duration::from_secs(600))
+            .handshake_timeout(Duration::from_secs(600))
+            .shutdown_timeout(Duration::from_millis(200))
+            .serve(echo, listener)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    let mut open = TcpStream::connect(addr).await.unwrap();
+    open.write_all(upgrade_request("").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    open.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let mut opening = TcpStream::connect(addr).await.unwrap();
+    opening.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    stop.send(()).unwrap();
+    let served = timeout(LIMIT, serving).await.expect("the server stopped");
+    served.unwrap().unwrap();
+    // Both connections were dropped: each client reads to the end.
+    for mut stream in [open, opening] {
+        let mut rest = Vec::new();
+        timeout(LIMIT, stream.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn backpressure_bounds_memory_when_the_client_stops_reading() {
     let high_water = 64 * 1024;
