@@ -158,7 +158,10 @@ fn open<S: Transport>(
     handshake: Handshake,
     settings: &Arc<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (WebSocket, Driver<S>) {
+) -> (
+    WebSocket,
+    Driver<S, impl Future<Output = ()> + Send + 'static>,
+) {
     let link = Link::new(settings.incoming_queue, settings.write_high_water);
     let shared = Arc::new(Shared::new(link, handshake, conn.role()));
     let ws = WebSocket::new(shared.clone());
@@ -167,7 +170,7 @@ fn open<S: Transport>(
         conn,
         DriverLink(shared),
         Arc::clone(settings),
-        Box::pin(shutdown),
+        shutdown,
     );
     (ws, driver)
 }
@@ -378,9 +381,13 @@ pin_project_lite::pin_project! {
     /// The connection's driver: a future polled by hand, holding only the
     /// connection's state (no `select!` state, no locals kept across
     /// awaits), so that an idle connection costs little.
-    struct Driver<S> {
+    struct Driver<S, F> {
         #[pin]
         timer: Timer,
+        // Held here, not boxed: a box would be an allocation of its own
+        // for each connection. Empty once it has completed.
+        #[pin]
+        shutdown: Option<F>,
         state: Inner<S>,
     }
 }
@@ -392,8 +399,6 @@ struct Inner<S> {
     link: DriverLink,
     /// Shared with every connection started with the same settings.
     settings: Arc<Settings>,
-    /// Taken once it has completed.
-    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     out: Output,
     // Received messages on their way to the application, and commands on
     // their way from it: moved across the link in batches.
@@ -424,24 +429,24 @@ struct Inner<S> {
 }
 
 /// The driver's loop.
-fn drive<S: Transport>(
+fn drive<S: Transport, F: Future<Output = ()>>(
     stream: S,
     conn: Connection,
     link: DriverLink,
     settings: Arc<Settings>,
-    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
-) -> Driver<S> {
+    shutdown: F,
+) -> Driver<S, F> {
     let next_ping = settings
         .ping_interval
         .map(|interval| Instant::now() + interval);
     Driver {
         timer: Timer::new(),
+        shutdown: Some(shutdown),
         state: Inner {
             stream,
             conn,
             link,
             settings,
-            shutdown: Some(shutdown),
             out: Output::default(),
             received: VecDeque::new(),
             commands: VecDeque::new(),
@@ -463,17 +468,18 @@ fn drive<S: Transport>(
     }
 }
 
-impl<S: Transport> Future for Driver<S> {
+impl<S: Transport, F: Future<Output = ()>> Future for Driver<S, F> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let mut timer = this.timer;
+        let mut shutdown = this.shutdown;
         let state = this.state;
         loop {
             // Each step returns `Ready` once it has moved to another phase.
             let step = match state.phase {
-                Phase::Open => state.poll_open(cx, timer.as_mut()),
+                Phase::Open => state.poll_open(cx, timer.as_mut(), shutdown.as_mut()),
                 Phase::Grace => state.poll_grace(cx, timer.as_mut()),
                 Phase::Flush => state.poll_flush(cx, timer.as_mut()),
                 Phase::AwaitEof => state.poll_await_eof(cx, timer.as_mut()),
@@ -487,7 +493,12 @@ impl<S: Transport> Future for Driver<S> {
 
 impl<S: Transport> Inner<S> {
     /// The open connection: decode, hand over, gather, write, wait.
-    fn poll_open(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
+    fn poll_open<F: Future<Output = ()>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut timer: Pin<&mut Timer>,
+        mut shutdown: Pin<&mut Option<F>>,
+    ) -> Poll<()> {
         loop {
             // 1. Decode what was received, as far as the application keeps up.
             let delivered = self.decode();
@@ -658,10 +669,10 @@ impl<S: Transport> Inner<S> {
                 }
                 continue;
             }
-            if let Some(shutdown) = &mut self.shutdown
-                && shutdown.as_mut().poll(cx).is_ready()
+            if let Some(signal) = shutdown.as_mut().as_pin_mut()
+                && signal.poll(cx).is_ready()
             {
-                self.shutdown = None;
+                shutdown.set(None);
                 let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
                 let _ = self.conn.close(Some(frame), &mut self.out.tail);
                 continue;
@@ -1028,7 +1039,7 @@ mod tests {
 
     /// Runs `work` while polling `driver` alongside it, as a server's task
     /// joins the two.
-    async fn beside<F: Future>(mut driver: Pin<&mut Driver<TcpStream>>, work: F) -> F::Output {
+    async fn beside<F: Future>(mut driver: Pin<&mut impl Future>, work: F) -> F::Output {
         let mut work = pin!(work);
         poll_fn(|cx| {
             let _ = driver.as_mut().poll(cx);
@@ -1039,7 +1050,7 @@ mod tests {
 
     /// What the driver holds in buffers: the read buffer, the output's, and
     /// the link's queues.
-    fn held(driver: Pin<&mut Driver<TcpStream>>) -> (usize, usize, bool) {
+    fn held<F>(driver: Pin<&mut Driver<TcpStream, F>>) -> (usize, usize, bool) {
         let state = driver.project().state;
         let read = state.conn.read_buffer().capacity();
         (read, state.out.tail.capacity(), state.link_used)
