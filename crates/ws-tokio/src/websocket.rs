@@ -79,19 +79,20 @@ impl Handshake {
 }
 
 /// The upgrade request as a connection keeps it for its whole life: the
-/// request line as text, and the header fields as one compact run of
-/// bytes. The [`Request`] itself, whose header map costs several hundred
-/// bytes (and its URI, near a hundred), is built on first use.
+/// request line and the header fields as one compact run of bytes, a single
+/// allocation. The [`Request`] itself, whose header map costs several
+/// hundred bytes (and its URI, near a hundred), is built on first use.
 #[derive(Debug)]
 struct StoredRequest {
-    /// `method\ntarget\npath\n`, then `?query` when the target has one.
-    /// None of these can hold a newline, so splitting there gives back
-    /// exactly what was stored.
-    line: Box<str>,
+    /// The request line, `method\ntarget\npath\n` then `?query` when the
+    /// target has one, and a newline; then each header field as
+    /// `name:value\n`. The line's pieces hold no newline, a name no `:` and
+    /// a value no newline, so splitting there gives back exactly what was
+    /// stored.
+    text: Box<[u8]>,
+    /// Where the fields start in `text`.
+    line_len: u32,
     version: Version,
-    /// Each field as `name:value\n`. A name holds no `:` and a value no
-    /// newline, so splitting there gives back exactly what was stored.
-    fields: Box<[u8]>,
     request: OnceLock<Box<Request<()>>>,
 }
 
@@ -104,12 +105,14 @@ impl StoredRequest {
             line.push('?');
             line.push_str(query);
         }
+        line.push('\n');
         let size = parts
             .headers
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 2)
-            .sum();
-        let mut fields = Vec::with_capacity(size);
+            .sum::<usize>();
+        let mut fields = Vec::with_capacity(line.len() + size);
+        fields.extend_from_slice(line.as_bytes());
         for (name, value) in &parts.headers {
             fields.extend_from_slice(name.as_str().as_bytes());
             fields.push(b':');
@@ -117,9 +120,11 @@ impl StoredRequest {
             fields.push(b'\n');
         }
         Self {
-            line: line.into_boxed_str(),
+            // A request line over 4 GiB is not read: the parser's limits
+            // are far smaller.
+            line_len: u32::try_from(line.len()).unwrap_or(0),
+            text: fields.into_boxed_slice(),
             version: parts.version,
-            fields: fields.into_boxed_slice(),
             request: OnceLock::new(),
         }
     }
@@ -127,8 +132,15 @@ impl StoredRequest {
     /// The request line's pieces: method, target, path, and the query's
     /// line (empty, or `?` and the query).
     fn pieces(&self) -> [&str; 4] {
-        let mut pieces = self.line.splitn(4, '\n');
+        // Valid UTF-8: it was written from strings.
+        let line = std::str::from_utf8(&self.text[..self.line_len as usize]).unwrap_or_default();
+        let mut pieces = line.splitn(5, '\n');
         std::array::from_fn(|_| pieces.next().unwrap_or_default())
+    }
+
+    /// The header fields, each as `name:value\n`.
+    fn fields(&self) -> &[u8] {
+        &self.text[self.line_len as usize..]
     }
 
     fn path(&self) -> &str {
@@ -141,9 +153,9 @@ impl StoredRequest {
 
     fn request(&self) -> &Request<()> {
         self.request.get_or_init(|| {
-            let count = self.fields.iter().filter(|&&b| b == b'\n').count();
+            let count = self.fields().iter().filter(|&&b| b == b'\n').count();
             let mut headers = HeaderMap::with_capacity(count);
-            for field in self.fields.split(|&b| b == b'\n') {
+            for field in self.fields().split(|&b| b == b'\n') {
                 let Some(colon) = field.iter().position(|&b| b == b':') else {
                     continue; // the empty piece after the last newline
                 };
@@ -176,12 +188,13 @@ pub(crate) struct Shared {
     /// The 101 response, on a client (boxed: a server has none).
     response: Option<Box<Response<()>>>,
     peer: Option<SocketAddr>,
-    protocol: Option<String>,
+    protocol: Option<Box<str>>,
     /// The round trip of the last keepalive ping answered, in microseconds
     /// plus one; 0 before the first.
     rtt: AtomicU64,
-    /// The close frame the peer sent, once it has.
-    peer_close: OnceLock<CloseFrame>,
+    /// The close frame the peer sent, once it has (boxed: an open
+    /// connection has none).
+    peer_close: OnceLock<Box<CloseFrame>>,
     /// Whether this end sent the first close frame.
     initiated_close: AtomicBool,
     /// Broadcast frames waiting for the driver: made when the application
@@ -198,7 +211,7 @@ impl Shared {
             request: StoredRequest::new(handshake.request),
             response: handshake.response.map(Box::new),
             peer: handshake.peer,
-            protocol: handshake.protocol,
+            protocol: handshake.protocol.map(String::into_boxed_str),
             outbox: OnceLock::new(),
             role,
             rtt: AtomicU64::new(0),
@@ -258,7 +271,7 @@ impl Shared {
     }
 
     pub(crate) fn record_close(&self, frame: CloseFrame) {
-        let _ = self.peer_close.set(frame);
+        let _ = self.peer_close.set(Box::new(frame));
     }
 }
 
@@ -377,7 +390,7 @@ macro_rules! accessors {
         /// `None` while the connection is open, and after a close frame
         /// with no code or a connection lost without one.
         pub fn close_frame(&self) -> Option<&CloseFrame> {
-            self.info().peer_close.get()
+            self.info().peer_close.get().map(|frame| &**frame)
         }
 
         /// Whether this end started the closing handshake: the application
