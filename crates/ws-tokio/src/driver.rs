@@ -303,7 +303,8 @@ pin_project_lite::pin_project! {
     struct Timer {
         #[pin]
         sleep: Sleep,
-        armed: Option<Instant>,
+        // Whether the sleep's deadline stands.
+        armed: bool,
         // The waker the sleep was last polled with, while it stands: the
         // sleep need not be polled again until it fires or the waker
         // changes.
@@ -315,7 +316,7 @@ impl Timer {
     fn new() -> Self {
         Self {
             sleep: sleep_until(Instant::now()),
-            armed: None,
+            armed: false,
             registered: None,
         }
     }
@@ -323,19 +324,21 @@ impl Timer {
     /// Sets the deadline (`None`: none).
     fn arm(self: Pin<&mut Self>, deadline: Option<Instant>) {
         let this = self.project();
-        if *this.armed != deadline {
-            if let Some(deadline) = deadline {
+        match deadline {
+            Some(deadline) if !*this.armed || this.sleep.deadline() != deadline => {
                 this.sleep.reset(deadline);
                 *this.registered = None;
+                *this.armed = true;
             }
-            *this.armed = deadline;
+            Some(_) => {}
+            None => *this.armed = false,
         }
     }
 
     /// Whether the deadline has passed; it is then disarmed.
     fn poll_fired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let this = self.project();
-        if this.armed.is_none() {
+        if !*this.armed {
             return false;
         }
         let registered = this
@@ -347,7 +350,7 @@ impl Timer {
             return false;
         }
         if this.sleep.poll(cx).is_ready() {
-            *this.armed = None;
+            *this.armed = false;
             *this.registered = None;
             return true;
         }
@@ -404,11 +407,13 @@ struct Inner<S> {
     // their way from it: moved across the link in batches.
     received: VecDeque<Received>,
     commands: VecDeque<Command>,
-    failure: Option<Error>,
+    /// Boxed: a connection spends nearly all its life without one.
+    failure: Option<Box<Error>>,
     phase: Phase,
     ping_seq: u64,
-    /// When the keepalive ping that awaits its pong was sent.
-    ping_sent: Option<Instant>,
+    /// Whether the keepalive ping last sent awaits its pong. It was sent
+    /// one interval before `next_ping` (see `ping_sent`).
+    ping_awaited: bool,
     next_ping: Option<Instant>,
     close_deadline: Option<Instant>,
     eof: bool,
@@ -453,7 +458,7 @@ fn drive<S: Transport, F: Future<Output = ()>>(
             failure: None,
             phase: Phase::Open,
             ping_seq: 0,
-            ping_sent: None,
+            ping_awaited: false,
             next_ping,
             close_deadline: None,
             eof: false,
@@ -510,7 +515,7 @@ impl<S: Transport> Inner<S> {
                 // messages it was given before the error: hand it the error
                 // after them, and once it has taken everything (so its answers
                 // are queued), send them ahead of the failure's close frame.
-                self.received.push_back(Err(error));
+                self.received.push_back(Err(*error));
                 self.link.deliver(&mut self.received);
                 self.link_used = true;
                 let grace = self.settings.close_timeout.min(ANSWER_GRACE);
@@ -562,7 +567,7 @@ impl<S: Transport> Inner<S> {
                 let _ = self.conn.close(Some(frame), &mut self.out.tail);
                 let _ = self.out.poll_write(&mut self.stream, cx);
                 self.link.shared().record_initiated_close();
-                self.failure = Some(Error::Evicted(code));
+                self.failure = Some(Box::new(Error::Evicted(code)));
                 self.finish(timer);
                 return Poll::Ready(());
             }
@@ -582,14 +587,15 @@ impl<S: Transport> Inner<S> {
             // deadline or the server's shutdown, in that order.
             let ping_due = self
                 .next_ping
-                .filter(|_| self.ping_sent.is_none() && self.conn.state() == State::Open);
+                .filter(|_| !self.ping_awaited && self.conn.state() == State::Open);
             // Stop reading while the peer is not taking what we write: a ping
             // flood then cannot grow the output without bound.
             let can_read = !self.blocked && self.out.len() < COALESCE_LIMIT;
             if let Poll::Ready(io) = self.poll_io(can_read, cx) {
                 match io {
                     Ok(Io::Wrote(0)) => {
-                        self.failure.get_or_insert(Error::ConnectionLost);
+                        self.failure
+                            .get_or_insert_with(|| Box::new(Error::ConnectionLost));
                         self.finish(timer);
                         return Poll::Ready(());
                     }
@@ -598,12 +604,13 @@ impl<S: Transport> Inner<S> {
                         self.conn.handle_eof();
                         self.eof = true;
                         if self.conn.close_received().is_none() {
-                            self.failure.get_or_insert(Error::ConnectionLost);
+                            self.failure
+                                .get_or_insert_with(|| Box::new(Error::ConnectionLost));
                         }
                     }
                     Ok(Io::Read(_)) => {}
                     Err(error) => {
-                        self.failure.get_or_insert(error.into());
+                        self.failure.get_or_insert_with(|| Box::new(error.into()));
                         self.finish(timer);
                         return Poll::Ready(());
                     }
@@ -656,7 +663,7 @@ impl<S: Transport> Inner<S> {
                 }
                 if self.pong_deadline().is_some_and(|d| d <= now) {
                     tracing::debug!("keepalive ping timed out");
-                    self.failure = Some(Error::KeepaliveTimeout);
+                    self.failure = Some(Box::new(Error::KeepaliveTimeout));
                     self.link.shared().record_initiated_close();
                     let frame =
                         CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
@@ -714,10 +721,10 @@ impl<S: Transport> Inner<S> {
                     tracing::trace!(len = payload.len(), "received pong");
                     // Only the pong of the latest keepalive ping counts: a
                     // stray, late or duplicate pong changes nothing.
-                    if let Some(sent) = self.ping_sent
+                    if let Some(sent) = self.ping_sent()
                         && payload[..] == self.ping_seq.to_be_bytes()
                     {
-                        self.ping_sent = None;
+                        self.ping_awaited = false;
                         self.link.shared().record_rtt(sent.elapsed());
                     }
                     self.settings
@@ -745,7 +752,7 @@ impl<S: Transport> Inner<S> {
                 Ok(None) => break,
                 Err(error) => {
                     tracing::debug!(%error, "protocol error");
-                    self.failure = Some(error.into());
+                    self.failure = Some(Box::new(error.into()));
                     break;
                 }
             };
@@ -800,14 +807,23 @@ impl<S: Transport> Inner<S> {
     /// When the keepalive ping in flight times out without its pong.
     fn pong_deadline(&self) -> Option<Instant> {
         let timeout = self.settings.ping_timeout?;
-        self.ping_sent.map(|sent| sent + timeout)
+        self.ping_sent().map(|sent| sent + timeout)
+    }
+
+    /// When the keepalive ping that awaits its pong was sent: the next is
+    /// due one interval later, and `next_ping` changes only as one is sent.
+    fn ping_sent(&self) -> Option<Instant> {
+        if !self.ping_awaited {
+            return None;
+        }
+        Some(self.next_ping? - self.settings.ping_interval?)
     }
 
     fn send_ping(&mut self, now: Instant) {
-        self.ping_seq += 1;
+        self.ping_seq = self.ping_seq.wrapping_add(1);
         let ping = Message::Ping(self.ping_seq.to_be_bytes().to_vec().into());
         let _ = self.conn.send(&ping, &mut self.out.tail);
-        self.ping_sent = Some(now);
+        self.ping_awaited = true;
         self.next_ping = self.settings.ping_interval.map(|interval| now + interval);
         tracing::trace!(seq = self.ping_seq, "sent keepalive ping");
     }
@@ -971,7 +987,7 @@ impl<S: Transport> Inner<S> {
         if let Some(failure) = self.failure.take()
             && self.incoming_open
         {
-            self.received.push_back(Err(failure));
+            self.received.push_back(Err(*failure));
             self.link.deliver(&mut self.received);
         }
         self.link.shut();
