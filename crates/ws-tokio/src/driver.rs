@@ -94,7 +94,8 @@ impl Settings {
     }
 
     /// Bytes of outgoing payload queued before `send().await` waits and
-    /// `try_send` reports [`Error::Full`]. Default: 1 MiB.
+    /// `try_send` reports [`Error::Full`]. Default: 1 MiB; at most 4 GiB
+    /// (a larger value counts as 4 GiB).
     pub fn write_high_water(mut self, bytes: usize) -> Self {
         self.write_high_water = bytes.max(1);
         self

@@ -45,10 +45,12 @@ pub(crate) struct Link {
     outgoing: Mutex<Outgoing>,
     /// Raised for the driver when something happened since it last looked.
     driver: Signal,
-    /// Received messages queued before the driver stops reading.
-    capacity: usize,
+    /// Received messages queued before the driver stops reading. (Both
+    /// bounds are 32-bit: a connection's shared state is held for its whole
+    /// life, and these fit in what would be padding.)
+    capacity: u32,
     /// Budget units (payload bytes) queued before senders wait.
-    high_water: usize,
+    high_water: u32,
 }
 
 #[derive(Debug, Default)]
@@ -117,13 +119,13 @@ impl Link {
                 ..Outgoing::default()
             }),
             driver: Signal::default(),
-            capacity,
-            high_water,
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+            high_water: u32::try_from(high_water).unwrap_or(u32::MAX),
         }
     }
 
     pub(crate) fn high_water(&self) -> usize {
-        self.high_water
+        self.high_water as usize
     }
 
     pub(crate) fn wake_driver(&self) {
@@ -183,7 +185,7 @@ impl Link {
         if outgoing.closed {
             return Err((message, Error::Closed(None)));
         }
-        if outgoing.queued > 0 && outgoing.queued + units > self.high_water {
+        if outgoing.queued > 0 && outgoing.queued + units > self.high_water() {
             if let Some(cx) = cx
                 && !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker()))
             {
@@ -203,7 +205,7 @@ impl Link {
         if outgoing.closed {
             return Poll::Ready(Err(Error::Closed(None)));
         }
-        if outgoing.queued < self.high_water {
+        if outgoing.queued < self.high_water() {
             return Poll::Ready(Ok(()));
         }
         if !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -277,7 +279,7 @@ impl Link {
         if incoming.receiver_gone {
             return Room::Gone;
         }
-        let free = self.capacity.saturating_sub(incoming.queue.len());
+        let free = (self.capacity as usize).saturating_sub(incoming.queue.len());
         if free == 0 {
             incoming.driver_waiting = true;
         }

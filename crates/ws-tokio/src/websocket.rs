@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -191,7 +191,7 @@ pub(crate) struct Shared {
     protocol: Option<Box<str>>,
     /// The round trip of the last keepalive ping answered, in microseconds
     /// plus one; 0 before the first.
-    rtt: AtomicU64,
+    rtt: AtomicU32,
     /// The close frame the peer sent, once it has (boxed: an open
     /// connection has none).
     peer_close: OnceLock<Box<CloseFrame>>,
@@ -214,7 +214,7 @@ impl Shared {
             protocol: handshake.protocol.map(String::into_boxed_str),
             outbox: OnceLock::new(),
             role,
-            rtt: AtomicU64::new(0),
+            rtt: AtomicU32::new(0),
             peer_close: OnceLock::new(),
             initiated_close: AtomicBool::new(false),
         }
@@ -266,7 +266,8 @@ impl Shared {
     }
 
     pub(crate) fn record_rtt(&self, rtt: Duration) {
-        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
+        // 32 bits of microseconds: 71 minutes, far beyond any ping timeout.
+        let micros = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX - 1);
         self.rtt.store(micros + 1, Ordering::Relaxed);
     }
 
@@ -288,8 +289,10 @@ impl Shared {
 /// that never waits on I/O.
 #[derive(Debug)]
 pub struct WebSocket {
-    receiver: WebSocketReceiver,
-    sender: WebSocketSender,
+    /// Both halves in one pointer (a handler keeps its `WebSocket` in its
+    /// future for the connection's whole life); taken only by `split`, and
+    /// by `drop`, which ends both halves.
+    shared: Option<Arc<Shared>>,
 }
 
 /// The receiving half of a [`WebSocket`].
@@ -323,6 +326,15 @@ impl Drop for WebSocketSender {
 impl Drop for WebSocketReceiver {
     fn drop(&mut self) {
         self.shared.link.drop_receiver();
+    }
+}
+
+impl Drop for WebSocket {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.link.drop_receiver();
+            shared.link.drop_sender();
+        }
     }
 }
 
@@ -382,7 +394,7 @@ macro_rules! accessors {
         pub fn last_pong_rtt(&self) -> Option<Duration> {
             match self.info().rtt.load(Ordering::Relaxed) {
                 0 => None,
-                micros => Some(Duration::from_micros(micros - 1)),
+                micros => Some(Duration::from_micros(u64::from(micros - 1))),
             }
         }
 
@@ -421,15 +433,16 @@ impl WebSocket {
 
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
-            receiver: WebSocketReceiver {
-                shared: shared.clone(),
-            },
-            sender: WebSocketSender { shared },
+            shared: Some(shared),
         }
     }
 
     fn info(&self) -> &Shared {
-        &self.receiver.shared
+        match &self.shared {
+            Some(shared) => shared,
+            // Taken only by `split` and `drop`, which consume it.
+            None => unreachable!("a WebSocket holds its state until split or dropped"),
+        }
     }
 
     /// The next text or binary message; `None` once the connection has
@@ -438,7 +451,7 @@ impl WebSocket {
     ///
     /// Cancel-safe: used in `tokio::select!`, a message is never lost.
     pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
-        self.receiver.recv()
+        poll_fn(|cx| self.info().link.poll_recv(cx))
     }
 
     /// Sends a message, waiting while the outgoing queue is at its
@@ -454,7 +467,7 @@ impl WebSocket {
         &mut self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        SendMessage::new(&*self.sender.shared, message.into())
+        SendMessage::new(self.info(), message.into())
     }
 
     /// Sends a text message.
@@ -466,7 +479,7 @@ impl WebSocket {
         &mut self,
         text: impl Into<Utf8Bytes>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        SendMessage::new(&*self.sender.shared, Message::Text(text.into()))
+        SendMessage::new(self.info(), Message::Text(text.into()))
     }
 
     /// Sends a binary message.
@@ -478,7 +491,7 @@ impl WebSocket {
         &mut self,
         data: impl Into<bytes::Bytes>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        SendMessage::new(&*self.sender.shared, Message::Binary(data.into()))
+        SendMessage::new(self.info(), Message::Binary(data.into()))
     }
 
     /// Starts the closing handshake with `code` and `reason`, then waits
@@ -491,14 +504,21 @@ impl WebSocket {
     /// over 123 bytes; [`Error::Closed`] if the connection was already
     /// closed.
     pub async fn close(mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        self.sender.close(code, reason)?;
-        while self.receiver.recv().await.is_some() {}
+        start_close(self.info(), code, reason)?;
+        while self.recv().await.is_some() {}
         Ok(())
     }
 
     /// Splits into a receiver and a sender for use in two tasks.
-    pub fn split(self) -> (WebSocketReceiver, WebSocketSender) {
-        (self.receiver, self.sender)
+    pub fn split(mut self) -> (WebSocketReceiver, WebSocketSender) {
+        let Some(shared) = self.shared.take() else {
+            unreachable!("a WebSocket holds its state until split or dropped");
+        };
+        // The sender this `WebSocket` counted as becomes the sender half.
+        let receiver = WebSocketReceiver {
+            shared: shared.clone(),
+        };
+        (receiver, WebSocketSender { shared })
     }
 }
 
@@ -562,10 +582,15 @@ impl WebSocketSender {
     ///
     /// As [`WebSocket::close`].
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        let frame = CloseFrame::new(code, reason);
-        frame.check_sendable()?;
-        self.shared.link.close(Some(frame))
+        start_close(&self.shared, code, reason)
     }
+}
+
+/// Queues the close frame of `code` and `reason`, once checked.
+fn start_close(shared: &Shared, code: CloseCode, reason: &str) -> Result<(), Error> {
+    let frame = CloseFrame::new(code, reason);
+    frame.check_sendable()?;
+    shared.link.close(Some(frame))
 }
 
 /// A message sorted for the link: a close, or anything else.
@@ -604,8 +629,9 @@ struct SendMessage<L> {
 }
 
 enum Sending {
-    /// A data message, and the budget units it takes.
-    Data(Message, usize),
+    /// A data message. The budget units it takes are counted again at each
+    /// poll, rather than kept: a handler keeps this future in its own.
+    Data(Message),
     Close(Option<CloseFrame>),
     Failed(Error),
     Done,
@@ -614,10 +640,7 @@ enum Sending {
 impl<L: std::ops::Deref<Target = Shared>> SendMessage<L> {
     fn new(shared: L, message: Message) -> Self {
         let state = match checked(message) {
-            Ok(Checked::Data(message)) => {
-                let units = cost(&shared.link, &message);
-                Sending::Data(message, units)
-            }
+            Ok(Checked::Data(message)) => Sending::Data(message),
             Ok(Checked::Close(frame)) => Sending::Close(frame),
             Err(error) => Sending::Failed(error),
         };
@@ -631,11 +654,12 @@ impl<L: std::ops::Deref<Target = Shared> + Unpin> Future for SendMessage<L> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, Sending::Done) {
-            Sending::Data(message, units) => {
+            Sending::Data(message) => {
+                let units = cost(&this.shared.link, &message);
                 match this.shared.link.try_send(message, units, Some(cx)) {
                     Ok(()) => Poll::Ready(Ok(())),
                     Err((message, Error::Full)) => {
-                        this.state = Sending::Data(message, units);
+                        this.state = Sending::Data(message);
                         Poll::Pending
                     }
                     Err((_, error)) => Poll::Ready(Err(error)),
@@ -666,8 +690,36 @@ impl Stream for WebSocketReceiver {
 
 impl Stream for WebSocket {
     type Item = Result<Message, Error>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.receiver).poll_next(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.info().link.poll_recv(cx)
+    }
+}
+
+/// The [`Sink`] of both [`WebSocketSender`] and [`WebSocket`], on their
+/// shared state.
+mod sink {
+    use super::{Checked, Context, Error, Message, Poll, Shared, checked, cost};
+
+    /// Waits while the outgoing queue is at its high-water mark.
+    pub(super) fn poll_ready(shared: &Shared, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        shared.link.poll_ready(cx)
+    }
+
+    /// Queues the message: once `poll_ready` found room, the queue may pass
+    /// its high-water mark by at most this message.
+    pub(super) fn start_send(shared: &Shared, message: Message) -> Result<(), Error> {
+        match checked(message)? {
+            Checked::Close(frame) => shared.link.close(frame),
+            Checked::Data(message) => {
+                let units = cost(&shared.link, &message);
+                shared.link.force_send(message, units)
+            }
+        }
+    }
+
+    pub(super) fn poll_close(shared: &Shared) -> Poll<Result<(), Error>> {
+        let _ = shared.link.close(None);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -676,19 +728,13 @@ impl Sink<Message> for WebSocketSender {
 
     /// Waits while the outgoing queue is at its high-water mark.
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.shared.link.poll_ready(cx)
+        sink::poll_ready(&self.shared, cx)
     }
 
     /// Queues the message: once `poll_ready` found room, the queue may pass
     /// its high-water mark by at most this message.
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        match checked(message)? {
-            Checked::Close(frame) => self.shared.link.close(frame),
-            Checked::Data(message) => {
-                let units = cost(&self.shared.link, &message);
-                self.shared.link.force_send(message, units)
-            }
-        }
+        sink::start_send(&self.shared, message)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -696,24 +742,23 @@ impl Sink<Message> for WebSocketSender {
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let _ = self.shared.link.close(None);
-        Poll::Ready(Ok(()))
+        sink::poll_close(&self.shared)
     }
 }
 
 impl Sink<Message> for WebSocket {
     type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(&mut self.sender).poll_ready(cx)
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        sink::poll_ready(self.info(), cx)
     }
-    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        Pin::new(&mut self.sender).start_send(message)
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        sink::start_send(self.info(), message)
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(&mut self.sender).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
     }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(&mut self.sender).poll_close(cx)
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        sink::poll_close(self.info())
     }
 }
 
