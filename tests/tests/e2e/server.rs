@@ -24,6 +24,24 @@ where
     H: Fn(WebSocket) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    let (addr, stop, _serving) = start_joinable(builder, handler).await;
+    (addr, stop)
+}
+
+/// As [`start`], with the task serving, which completes once the server
+/// has stopped.
+async fn start_joinable<H, F>(
+    builder: ServerBuilder,
+    handler: H,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)
+where
+    H: Fn(WebSocket) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -32,8 +50,8 @@ where
         .with_graceful_shutdown(async {
             let _ = stopped.await;
         });
-    tokio::spawn(serve.into_future());
-    (addr, stop)
+    let serving = tokio::spawn(serve.into_future());
+    (addr, stop, serving)
 }
 
 async fn echo(mut ws: WebSocket) {
@@ -58,6 +76,17 @@ async fn raw_request(addr: SocketAddr, request: &str) -> String {
         .unwrap()
         .unwrap();
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Sends `request` and reads the head of its 101 answer, leaving the
+/// connection open.
+async fn raw_upgrade(addr: SocketAddr, request: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    stream
 }
 
 fn upgrade_request(extra: &str) -> String {
@@ -145,11 +174,7 @@ async fn handshake_rejections_have_the_right_status() {
     );
     let good_origin = upgrade_request("Origin: https://good.example\r\n");
     // A 101 is followed by an open connection: read only the head.
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(good_origin.as_bytes()).await.unwrap();
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    raw_upgrade(addr, &good_origin).await;
 
     let private = upgrade_request("").replace("GET / ", "GET /private ");
     let response = raw_request(addr, &private).await;
@@ -335,27 +360,12 @@ async fn dropping_the_serve_future_stops_the_server() {
 /// longer than the test.
 #[tokio::test]
 async fn shutdown_timeout_drops_connections_that_do_not_close() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(
-        quiet()
-            .close_timeout(Duration::from_secs(600))
-            .handshake_timeout(Duration::from_secs(600))
-            .shutdown_timeout(Duration::from_millis(200))
-            .serve(echo, listener)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
-    let mut open = TcpStream::connect(addr).await.unwrap();
-    open.write_all(upgrade_request("").as_bytes())
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    open.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let builder = quiet()
+        .close_timeout(Duration::from_secs(600))
+        .handshake_timeout(Duration::from_secs(600))
+        .shutdown_timeout(Duration::from_millis(200));
+    let (addr, stop, serving) = start_joinable(builder, echo).await;
+    let open = raw_upgrade(addr, &upgrade_request("")).await;
     let mut opening = TcpStream::connect(addr).await.unwrap();
     opening.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
