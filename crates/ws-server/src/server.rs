@@ -627,10 +627,10 @@ fn connection(
     // One deadline for the TLS handshake (if any) and the HTTP upgrade.
     let deadline = Instant::now() + shared.builder.handshake_timeout;
     #[cfg(feature = "tls")]
-    if shared.builder.tls.is_some() {
+    if let Some(tls) = shared.builder.tls.clone() {
+        // The acceptor is shared (a reference count): the opening owns one.
         return Box::pin(async move {
             let shared = &*shared;
-            let tls = shared.builder.tls.as_ref()?;
             match timeout_at(deadline, tls.acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => upgrade(stream, peer, shared, shutdown, deadline).await,
                 Ok(Err(error)) => {
