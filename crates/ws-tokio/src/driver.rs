@@ -291,6 +291,69 @@ impl Output {
     }
 }
 
+/// The driver's working buffers: the output, and the batches of messages
+/// and commands on their way across the link.
+#[derive(Default)]
+struct Buffers {
+    out: Output,
+    received: VecDeque<Received>,
+    commands: VecDeque<Command>,
+}
+
+/// The [`Buffers`], boxed and made on first use. They are dropped with the
+/// other buffers once the socket has been idle for [`RELEASE_AFTER`] with
+/// nothing in them: an idle connection then holds one pointer instead of
+/// their 136 bytes, and a connection that never sends makes none.
+#[derive(Default)]
+struct Work(Option<Box<Buffers>>);
+
+impl Work {
+    #[inline]
+    fn get(&mut self) -> &mut Buffers {
+        match self.0 {
+            Some(ref mut buffers) => buffers,
+            None => Self::make(&mut self.0),
+        }
+    }
+
+    /// Kept out of line: the driver asks for the buffers many times per
+    /// message, and makes them only after an idle spell.
+    #[cold]
+    #[inline(never)]
+    fn make(slot: &mut Option<Box<Buffers>>) -> &mut Buffers {
+        slot.insert(Box::default())
+    }
+
+    #[inline]
+    fn out(&mut self) -> &mut Output {
+        &mut self.get().out
+    }
+
+    /// The bytes waiting to be written.
+    #[inline]
+    fn out_len(&self) -> usize {
+        self.0.as_ref().map_or(0, |buffers| buffers.out.len())
+    }
+
+    #[inline]
+    fn is_made(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Drops the buffers if nothing waits in them; otherwise gives back
+    /// the output's buffer if it is empty.
+    fn release_idle(&mut self) {
+        if let Some(buffers) = &mut self.0 {
+            if buffers.out.is_empty() && buffers.received.is_empty() && buffers.commands.is_empty()
+            {
+                self.0 = None;
+            } else {
+                buffers.out.release_idle_buffer();
+            }
+        }
+    }
+}
+
 /// What one poll of the transport did.
 enum Io {
     Wrote(usize),
@@ -403,11 +466,9 @@ struct Inner<S> {
     link: DriverLink,
     /// Shared with every connection started with the same settings.
     settings: Arc<Settings>,
-    out: Output,
-    // Received messages on their way to the application, and commands on
-    // their way from it: moved across the link in batches.
-    received: VecDeque<Received>,
-    commands: VecDeque<Command>,
+    /// The output, and the messages received and commands taken, moved
+    /// across the link in batches.
+    work: Work,
     /// Boxed: a connection spends nearly all its life without one.
     failure: Option<Box<Error>>,
     phase: Phase,
@@ -453,9 +514,7 @@ fn drive<S: Transport, F: Future<Output = ()>>(
             conn,
             link,
             settings,
-            out: Output::default(),
-            received: VecDeque::new(),
-            commands: VecDeque::new(),
+            work: Work::default(),
             failure: None,
             phase: Phase::Open,
             ping_seq: 0,
@@ -516,8 +575,9 @@ impl<S: Transport> Inner<S> {
                 // messages it was given before the error: hand it the error
                 // after them, and once it has taken everything (so its answers
                 // are queued), send them ahead of the failure's close frame.
-                self.received.push_back(Err(*error));
-                self.link.deliver(&mut self.received);
+                let received = &mut self.work.get().received;
+                received.push_back(Err(*error));
+                self.link.deliver(received);
                 self.link_used = true;
                 let grace = self.settings.close_timeout.min(ANSWER_GRACE);
                 timer.as_mut().arm(Some(Instant::now() + grace));
@@ -543,30 +603,35 @@ impl<S: Transport> Inner<S> {
             if self.link.take_notified() {
                 self.commands_pending = true;
             }
-            if self.commands_open && self.commands_pending && self.out.len() < COALESCE_LIMIT {
-                let room = COALESCE_LIMIT - self.out.len();
-                let taken = self.link.take_commands(&mut self.commands, room);
+            if self.commands_open && self.commands_pending && self.work.out_len() < COALESCE_LIMIT {
+                let room = COALESCE_LIMIT - self.work.out_len();
+                let taken = self
+                    .link
+                    .take_commands(|| &mut self.work.get().commands, room);
                 self.commands_pending = taken.more;
-                self.link_used |= !self.commands.is_empty();
+                self.link_used |= taken.some;
                 self.apply_commands();
                 if taken.senders_gone {
                     self.commands_open = false;
                     // Every sender is gone: the application is done.
                     let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                    let _ = self.conn.close(Some(frame), &mut self.out.tail);
+                    let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
                 }
             }
-            self.conn.poll_transmit(&mut self.out.tail);
+            if self.conn.has_pending_output() {
+                self.conn.poll_transmit(&mut self.work.out().tail);
+            }
             // 2b. Take broadcast frames while the output has room.
             if let Err(code) = self.take_broadcasts() {
                 // A slow consumer to disconnect: what it has not taken is
                 // discarded, and the close frame is tried once, without
                 // waiting on a peer that is not reading.
                 tracing::debug!(%code, "slow consumer: disconnecting");
-                self.out.clear();
+                let out = self.work.out();
+                out.clear();
                 let frame = CloseFrame::new(code, "slow consumer");
-                let _ = self.conn.close(Some(frame), &mut self.out.tail);
-                let _ = self.out.poll_write(&mut self.stream, cx);
+                let _ = self.conn.close(Some(frame), &mut out.tail);
+                let _ = out.poll_write(&mut self.stream, cx);
                 self.link.shared().record_initiated_close();
                 self.failure = Some(Box::new(Error::Evicted(code)));
                 self.finish(timer);
@@ -591,7 +656,7 @@ impl<S: Transport> Inner<S> {
                 .filter(|_| !self.ping_awaited && self.conn.state() == State::Open);
             // Stop reading while the peer is not taking what we write: a ping
             // flood then cannot grow the output without bound.
-            let can_read = !self.blocked && self.out.len() < COALESCE_LIMIT;
+            let can_read = !self.blocked && self.work.out_len() < COALESCE_LIMIT;
             if let Poll::Ready(io) = self.poll_io(can_read, cx) {
                 match io {
                     Ok(Io::Wrote(0)) => {
@@ -618,14 +683,14 @@ impl<S: Transport> Inner<S> {
                 }
                 continue;
             }
-            let want_commands = self.commands_open && self.out.len() < COALESCE_LIMIT;
+            let want_commands = self.commands_open && self.work.out_len() < COALESCE_LIMIT;
             if want_commands && self.commands_pending {
                 // Commands were left in the queue and there is room for
                 // them now: further pushes will not wake the driver, so it
                 // takes them before it sleeps.
                 continue;
             }
-            if self.outbox_pending && self.broadcasts() && self.out.len() < COALESCE_LIMIT {
+            if self.outbox_pending && self.broadcasts() && self.work.out_len() < COALESCE_LIMIT {
                 // Likewise for broadcast frames left in the outbox, now
                 // that a write made room.
                 continue;
@@ -668,7 +733,7 @@ impl<S: Transport> Inner<S> {
                     self.link.shared().record_initiated_close();
                     let frame =
                         CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                    let _ = self.conn.close(Some(frame), &mut self.out.tail);
+                    let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
                     self.enter(Phase::Flush, timer);
                     return Poll::Ready(());
                 }
@@ -682,7 +747,7 @@ impl<S: Transport> Inner<S> {
             {
                 shutdown.set(None);
                 let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
-                let _ = self.conn.close(Some(frame), &mut self.out.tail);
+                let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
                 continue;
             }
             return Poll::Pending;
@@ -736,8 +801,8 @@ impl<S: Transport> Inner<S> {
                     tracing::trace!(len = payload.len(), "received ping");
                     // Answer each ping of a burst while the output has room;
                     // past that, the core keeps only the latest pong owed.
-                    if self.out.len() < COALESCE_LIMIT {
-                        self.conn.poll_transmit(&mut self.out.tail);
+                    if self.work.out_len() < COALESCE_LIMIT {
+                        self.conn.poll_transmit(&mut self.work.out().tail);
                     }
                     self.settings
                         .control_frames
@@ -758,7 +823,7 @@ impl<S: Transport> Inner<S> {
                 }
             };
             if let Some(message) = deliver.filter(|_| self.incoming_open) {
-                self.received.push_back(Ok(message));
+                self.work.get().received.push_back(Ok(message));
                 free -= 1;
             }
             if self.conn.read_buffer().is_empty() {
@@ -767,16 +832,22 @@ impl<S: Transport> Inner<S> {
                 break;
             }
         }
-        let delivered = !self.received.is_empty();
+        let Some(buffers) = &mut self.work.0 else {
+            return false;
+        };
+        let delivered = !buffers.received.is_empty();
         self.link_used |= delivered;
-        self.link.deliver(&mut self.received);
+        self.link.deliver(&mut buffers.received);
         delivered
     }
 
     /// Applies the commands taken from the link, in order.
     fn apply_commands(&mut self) {
-        while let Some(command) = self.commands.pop_front() {
-            apply(&mut self.conn, command, &mut self.out);
+        let Some(buffers) = &mut self.work.0 else {
+            return;
+        };
+        while let Some(command) = buffers.commands.pop_front() {
+            apply(&mut self.conn, command, &mut buffers.out);
         }
     }
 
@@ -798,9 +869,9 @@ impl<S: Transport> Inner<S> {
             self.outbox_pending = false;
             return Ok(());
         };
-        let room = COALESCE_LIMIT.saturating_sub(self.out.len());
-        let out = &mut self.out;
-        let more = outbox.drain(room, |frame| out.push_shared(frame))?;
+        let room = COALESCE_LIMIT.saturating_sub(self.work.out_len());
+        let work = &mut self.work;
+        let more = outbox.drain(room, |frame| work.out().push_shared(frame))?;
         self.outbox_pending = more;
         Ok(())
     }
@@ -823,7 +894,7 @@ impl<S: Transport> Inner<S> {
     fn send_ping(&mut self, now: Instant) {
         self.ping_seq = self.ping_seq.wrapping_add(1);
         let ping = Message::Ping(self.ping_seq.to_be_bytes().to_vec().into());
-        let _ = self.conn.send(&ping, &mut self.out.tail);
+        let _ = self.conn.send(&ping, &mut self.work.out().tail);
         self.ping_awaited = true;
         self.next_ping = self.settings.ping_interval.map(|interval| now + interval);
         tracing::trace!(seq = self.ping_seq, "sent keepalive ping");
@@ -836,15 +907,16 @@ impl<S: Transport> Inner<S> {
     /// A connection that gave its read buffer back waits for readiness
     /// without one, and allocates one only when bytes arrive.
     fn poll_io(&mut self, read: bool, cx: &mut Context<'_>) -> Poll<io::Result<Io>> {
-        if !self.out.is_empty()
-            && let Poll::Ready(written) = self.out.poll_write(&mut self.stream, cx)
+        if let Some(buffers) = &mut self.work.0
+            && !buffers.out.is_empty()
+            && let Poll::Ready(written) = buffers.out.poll_write(&mut self.stream, cx)
         {
             match written {
                 Ok(n) if n > 0 => {
-                    self.out.advance(n);
+                    buffers.out.advance(n);
                     // Once everything is written, go on to read in the
                     // same pass: the pass before it is spent.
-                    if !self.out.is_empty() || !read {
+                    if !buffers.out.is_empty() || !read {
                         return Poll::Ready(Ok(Io::Wrote(n)));
                     }
                 }
@@ -897,9 +969,7 @@ impl<S: Transport> Inner<S> {
     fn note_idle(&mut self) {
         if self.release_at.is_none()
             && self.conn.read_buffer().is_empty()
-            && (self.link_used
-                || self.conn.read_buffer().capacity() > 0
-                || self.out.tail.capacity() > 0)
+            && (self.link_used || self.conn.read_buffer().capacity() > 0 || self.work.is_made())
         {
             self.release_at = Some(Instant::now() + RELEASE_AFTER);
         }
@@ -909,11 +979,9 @@ impl<S: Transport> Inner<S> {
     /// the batches' if a message crossed since the last time.
     fn release_idle_buffers(&mut self) {
         self.conn.release_idle_buffers();
-        self.out.release_idle_buffer();
+        self.work.release_idle();
         if std::mem::take(&mut self.link_used) {
             self.link.release_idle_buffers();
-            self.received = VecDeque::new();
-            self.commands = VecDeque::new();
         }
     }
 
@@ -928,7 +996,8 @@ impl<S: Transport> Inner<S> {
             }
         }
         self.incoming_open = false;
-        self.link.take_commands(&mut self.commands, usize::MAX);
+        self.link
+            .take_commands(|| &mut self.work.get().commands, usize::MAX);
         self.apply_commands();
         timer.arm(None);
         self.phase = Phase::Open;
@@ -944,15 +1013,18 @@ impl<S: Transport> Inner<S> {
 
     /// Writes everything, within the close timeout, then finishes.
     fn poll_flush(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
-        while !self.out.is_empty() {
-            match self.out.poll_write(&mut self.stream, cx) {
-                Poll::Ready(Ok(0) | Err(_)) => break,
-                Poll::Ready(Ok(n)) => self.out.advance(n),
-                Poll::Pending if timer.as_mut().poll_fired(cx) => break,
-                Poll::Pending => return Poll::Pending,
+        if let Some(buffers) = &mut self.work.0 {
+            let out = &mut buffers.out;
+            while !out.is_empty() {
+                match out.poll_write(&mut self.stream, cx) {
+                    Poll::Ready(Ok(0) | Err(_)) => break,
+                    Poll::Ready(Ok(n)) => out.advance(n),
+                    Poll::Pending if timer.as_mut().poll_fired(cx) => break,
+                    Poll::Pending => return Poll::Pending,
+                }
             }
+            out.clear();
         }
-        self.out.clear();
         self.finish(timer);
         Poll::Ready(())
     }
@@ -988,8 +1060,9 @@ impl<S: Transport> Inner<S> {
         if let Some(failure) = self.failure.take()
             && self.incoming_open
         {
-            self.received.push_back(Err(*failure));
-            self.link.deliver(&mut self.received);
+            let received = &mut self.work.get().received;
+            received.push_back(Err(*failure));
+            self.link.deliver(received);
         }
         self.link.shut();
     }
@@ -1065,12 +1138,13 @@ mod tests {
         .await
     }
 
-    /// What the driver holds in buffers: the read buffer, the output's, and
-    /// the link's queues.
-    fn held<F>(driver: Pin<&mut Driver<TcpStream, F>>) -> (usize, usize, bool) {
+    /// What the driver holds in buffers: the read buffer, the output's (if
+    /// its working buffers are made), and the link's queues.
+    fn held<F>(driver: Pin<&mut Driver<TcpStream, F>>) -> (usize, Option<usize>, bool) {
         let state = driver.project().state;
         let read = state.conn.read_buffer().capacity();
-        (read, state.out.tail.capacity(), state.link_used)
+        let output = state.work.0.as_ref().map(|work| work.out.tail.capacity());
+        (read, output, state.link_used)
     }
 
     #[tokio::test(start_paused = true)]
@@ -1108,17 +1182,58 @@ mod tests {
         assert_eq!(&echo, b"\x81\x05hello");
 
         let (read, output, link) = held(driver.as_mut());
-        assert!(read > 0 && output > 0 && link, "buffers kept while busy");
+        assert!(
+            read > 0 && output > Some(0) && link,
+            "buffers kept while busy"
+        );
         beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER / 2)).await;
         let (read, output, _) = held(driver.as_mut());
-        assert!(read > 0 && output > 0, "still kept: traffic may resume");
+        assert!(
+            read > 0 && output > Some(0),
+            "still kept: traffic may resume"
+        );
         beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER)).await;
-        assert_eq!(held(driver.as_mut()), (0, 0, false), "given back");
+        assert_eq!(held(driver.as_mut()), (0, None, false), "given back");
 
         // And the connection still works, from a buffer allocated anew.
         client.write_all(&frame).await.unwrap();
         let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
         assert_eq!(message.as_text(), Some("hello"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_makes_no_buffers_and_a_keepalive_ping_gives_them_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let conn = Connection::new(Role::Server, Config::default());
+        let interval = Duration::from_secs(5);
+        let settings = Arc::new(Settings::default().ping_interval(Some(interval)));
+        let (_ws, driver) = open(
+            stream,
+            conn,
+            Handshake::new(http::Request::new(())),
+            &settings,
+            std::future::pending(),
+        );
+        let mut driver = pin!(driver);
+
+        beside(driver.as_mut(), tokio::time::sleep(interval / 2)).await;
+        assert_eq!(held(driver.as_mut()), (0, None, false), "nothing made");
+
+        // The keepalive ping is written from working buffers made for it...
+        beside(driver.as_mut(), tokio::time::sleep(interval / 2)).await;
+        let mut ping = [0u8; 10];
+        beside(driver.as_mut(), client.read_exact(&mut ping))
+            .await
+            .unwrap();
+        assert_eq!(ping[..2], [0x89, 8], "a ping with an 8-byte payload");
+        assert!(held(driver.as_mut()).1.is_some(), "made for the ping");
+        // ...which go once the socket has been idle for a while.
+        beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER * 2)).await;
+        assert_eq!(held(driver.as_mut()), (0, None, false), "given back");
     }
 
     #[tokio::test(start_paused = true)]

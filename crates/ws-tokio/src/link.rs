@@ -102,6 +102,8 @@ pub(crate) struct Taken {
     /// Commands were left in the queue (they did not fit in `room`). Until
     /// the driver takes them, further pushes do not wake it.
     pub(crate) more: bool,
+    /// Any command was taken.
+    pub(crate) some: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -323,17 +325,25 @@ impl Link {
         drained
     }
 
-    /// Moves queued commands into `into` while their budget units stay
-    /// within `room` (at least one command), gives those units back, and
-    /// wakes the senders waiting for them.
-    pub(crate) fn take_commands(&self, into: &mut VecDeque<Command>, room: usize) -> Taken {
+    /// Moves queued commands into the batch `into` gives while their budget
+    /// units stay within `room` (at least one command), gives those units
+    /// back, and wakes the senders waiting for them. `into` is called only
+    /// when there is a command to take: the driver makes its batch on
+    /// first use.
+    pub(crate) fn take_commands<'a>(
+        &self,
+        into: impl FnOnce() -> &'a mut VecDeque<Command>,
+        room: usize,
+    ) -> Taken {
         let mut outgoing = lock(&self.outgoing);
         if outgoing.queue.is_empty() {
             return Taken {
                 senders_gone: outgoing.senders == 0,
                 more: false,
+                some: false,
             };
         }
+        let into = into();
         if outgoing.queued <= room && into.is_empty() {
             std::mem::swap(&mut outgoing.queue, into);
             outgoing.queued = 0;
@@ -359,7 +369,11 @@ impl Link {
         let waiters = std::mem::take(&mut outgoing.waiters);
         drop(outgoing);
         waiters.into_iter().for_each(Waker::wake);
-        Taken { senders_gone, more }
+        Taken {
+            senders_gone,
+            more,
+            some: true,
+        }
     }
 
     /// Whether anything woke the driver since it last looked (a command
@@ -475,7 +489,7 @@ mod tests {
         assert!(matches!(error, Error::Full));
         assert_eq!(link.queued(), 8);
         let mut taken = VecDeque::new();
-        link.take_commands(&mut taken, usize::MAX);
+        link.take_commands(|| &mut taken, usize::MAX);
         assert_eq!(taken.len(), 1);
         assert_eq!(link.queued(), 0);
         assert_eq!(wakes.count(), 1, "the waiting sender was woken");
@@ -498,7 +512,7 @@ mod tests {
             link.try_send(text("0123456789"), 10, None).unwrap();
         }
         let mut taken = VecDeque::new();
-        link.take_commands(&mut taken, 15);
+        link.take_commands(|| &mut taken, 15);
         assert_eq!(taken.len(), 2, "taken until the room is used up");
         assert_eq!(link.queued(), 10);
     }
@@ -518,9 +532,9 @@ mod tests {
             "a push into a non-empty queue does not"
         );
         let mut taken = VecDeque::new();
-        assert!(link.take_commands(&mut taken, 5).more, "one was left");
+        assert!(link.take_commands(|| &mut taken, 5).more, "one was left");
         taken.clear();
-        assert!(!link.take_commands(&mut taken, 100).more);
+        assert!(!link.take_commands(|| &mut taken, 100).more);
         link.try_send(text("0123456789"), 10, None).unwrap();
         assert!(link.take_notified(), "the queue was empty again");
     }
@@ -542,13 +556,13 @@ mod tests {
             "a push behind one not yet taken is the driver's to find"
         );
         let mut taken = VecDeque::new();
-        assert!(!link.take_commands(&mut taken, usize::MAX).more);
+        assert!(!link.take_commands(|| &mut taken, usize::MAX).more);
         link.drop_sender();
         assert!(link.poll_driver(&mut cx, false).is_pending(), "one is left");
         link.drop_sender();
         assert_eq!(wakes.count(), 2, "the last sender wakes");
         assert!(link.poll_driver(&mut cx, false).is_ready());
-        assert!(link.take_commands(&mut taken, usize::MAX).senders_gone);
+        assert!(link.take_commands(|| &mut taken, usize::MAX).senders_gone);
     }
 
     #[test]
@@ -568,7 +582,7 @@ mod tests {
         link.drop_sender();
         link.drop_sender();
         let mut taken = VecDeque::new();
-        let outcome = link.take_commands(&mut taken, 0);
+        let outcome = link.take_commands(|| &mut taken, 0);
         // Room 0 still takes one command; the queue is then empty.
         assert_eq!(taken.len(), 1);
         assert!(outcome.senders_gone);
