@@ -153,16 +153,13 @@ pub fn start<S: Transport>(
 }
 
 /// [`start`], with the driver's type named (for the tests to look inside).
-fn open<S: Transport>(
+fn open<S: Transport, F: Future<Output = ()> + Send + 'static>(
     stream: S,
     conn: Connection,
     handshake: Handshake,
     settings: &Arc<Settings>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (
-    WebSocket,
-    Driver<S, impl Future<Output = ()> + Send + 'static>,
-) {
+    shutdown: F,
+) -> (WebSocket, Driver<S, F>) {
     let link = Link::new(settings.incoming_queue, settings.write_high_water);
     let shared = Arc::new(Shared::new(link, handshake, conn.role()));
     let ws = WebSocket::new(shared.clone());
@@ -1147,23 +1144,30 @@ mod tests {
         (read, output, state.link_used)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_gives_its_buffers_back_half_a_second_after_going_idle() {
+    /// A server connection over loopback: the client's socket, the
+    /// application's side and the driver (never told to shut down).
+    async fn server_connection(
+        settings: Settings,
+    ) -> (
+        TcpStream,
+        WebSocket,
+        Driver<TcpStream, std::future::Pending<()>>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let conn = Connection::new(Role::Server, Config::default());
-        let request = http::Request::new(());
-        let settings = Arc::new(Settings::default());
-        let (mut ws, driver) = open(
-            stream,
-            conn,
-            Handshake::new(request),
-            &settings,
-            std::future::pending(),
-        );
+        let handshake = Handshake::new(http::Request::new(()));
+        let settings = Arc::new(settings);
+        let (ws, driver) = open(stream, conn, handshake, &settings, std::future::pending());
+        (client, ws, driver)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_gives_its_buffers_back_half_a_second_after_going_idle() {
+        let (mut client, mut ws, driver) = server_connection(Settings::default()).await;
         let mut driver = pin!(driver);
 
         // A masked 5-byte text frame, echoed by the application.
@@ -1203,21 +1207,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_makes_no_buffers_and_a_keepalive_ping_gives_them_back() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let conn = Connection::new(Role::Server, Config::default());
         let interval = Duration::from_secs(5);
-        let settings = Arc::new(Settings::default().ping_interval(Some(interval)));
-        let (_ws, driver) = open(
-            stream,
-            conn,
-            Handshake::new(http::Request::new(())),
-            &settings,
-            std::future::pending(),
-        );
+        let settings = Settings::default().ping_interval(Some(interval));
+        let (mut client, _ws, driver) = server_connection(settings).await;
         let mut driver = pin!(driver);
 
         beside(driver.as_mut(), tokio::time::sleep(interval / 2)).await;

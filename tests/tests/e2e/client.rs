@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 use ws_client::http::{HeaderName, HeaderValue, StatusCode};
 use ws_client::{
     App, AppError, BuildError, Callbacks, Client, CloseCode, ConnectError, Error, Message,
-    Reconnect, ResponseError, WebSocketSender,
+    Reconnect, ResponseError, WebSocket, WebSocketSender,
 };
 use ws_proto::{ProtocolError, Rejection, accept_key};
 use ws_server::{Accept, Server, WebSocket as ServerSocket};
@@ -243,19 +243,10 @@ async fn heartbeat_times_out_on_a_peer_that_never_answers_pings() {
         let _ = closed_tx.send(received);
     })
     .await;
-    let (mut ws, _) = Client::builder()
-        .ping_interval(Some(Duration::from_millis(200)))
-        .ping_timeout(Some(Duration::from_millis(100)))
-        .connect(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let mut ws = heartbeat_client(addr, 200, 100).await;
     let started = Instant::now();
-    let outcome = timeout(LIMIT, ws.recv()).await.expect("detected in time");
+    expect_keepalive_timeout(&mut ws).await;
     let elapsed = started.elapsed();
-    assert!(
-        matches!(outcome, Some(Err(Error::KeepaliveTimeout))),
-        "{outcome:?}"
-    );
     // Interval plus timeout is 300 ms; allow the scheduler its slack, but
     // never less than that.
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
@@ -320,20 +311,32 @@ async fn pongs_without_the_pings_payload_do_not_satisfy_the_heartbeat() {
         let _ = done_tx.send(pings);
     })
     .await;
-    let (mut ws, _) = Client::builder()
-        .ping_interval(Some(Duration::from_millis(300)))
-        .ping_timeout(Some(Duration::from_millis(200)))
+    let mut ws = heartbeat_client(addr, 300, 200).await;
+    expect_keepalive_timeout(&mut ws).await;
+    assert_eq!(ws.last_pong_rtt(), None, "no pong was taken as an answer");
+    let pings = timeout(LIMIT, done_rx).await.unwrap().unwrap();
+    assert!(pings >= 1, "the client pinged");
+}
+
+/// A client with a keepalive ping every `interval_ms`, failing the
+/// connection when its pong is `timeout_ms` late.
+async fn heartbeat_client(addr: SocketAddr, interval_ms: u64, timeout_ms: u64) -> WebSocket {
+    let (ws, _) = Client::builder()
+        .ping_interval(Some(Duration::from_millis(interval_ms)))
+        .ping_timeout(Some(Duration::from_millis(timeout_ms)))
         .connect(format!("ws://{addr}/"))
         .await
         .unwrap();
+    ws
+}
+
+/// The connection ends with a keepalive timeout, in time.
+async fn expect_keepalive_timeout(ws: &mut WebSocket) {
     let outcome = timeout(LIMIT, ws.recv()).await.expect("detected in time");
     assert!(
         matches!(outcome, Some(Err(Error::KeepaliveTimeout))),
         "{outcome:?}"
     );
-    assert_eq!(ws.last_pong_rtt(), None, "no pong was taken as an answer");
-    let pings = timeout(LIMIT, done_rx).await.unwrap().unwrap();
-    assert!(pings >= 1, "the client pinged");
 }
 
 /// Splits what a client sent into (opcode, unmasked payload) frames; each
