@@ -572,9 +572,7 @@ impl<S: Transport> Inner<S> {
                 // messages it was given before the error: hand it the error
                 // after them, and once it has taken everything (so its answers
                 // are queued), send them ahead of the failure's close frame.
-                let received = &mut self.work.get().received;
-                received.push_back(Err(*error));
-                self.link.deliver(received);
+                self.deliver_failure(*error);
                 self.link_used = true;
                 let grace = self.settings.close_timeout.min(ANSWER_GRACE);
                 timer.as_mut().arm(Some(Instant::now() + grace));
@@ -1057,11 +1055,17 @@ impl<S: Transport> Inner<S> {
         if let Some(failure) = self.failure.take()
             && self.incoming_open
         {
-            let received = &mut self.work.get().received;
-            received.push_back(Err(*failure));
-            self.link.deliver(received);
+            self.deliver_failure(*failure);
         }
         self.link.shut();
+    }
+
+    /// Hands the application the connection's failure, after the messages
+    /// delivered before it.
+    fn deliver_failure(&mut self, failure: Error) {
+        let received = &mut self.work.get().received;
+        received.push_back(Err(failure));
+        self.link.deliver(received);
     }
 
     /// Reads and discards until the server closes, or the timer.
