@@ -282,15 +282,9 @@ async fn pongs_without_the_pings_payload_do_not_satisfy_the_heartbeat() {
                 _ => break,
             };
             received.extend_from_slice(&buf[..n]);
-            // The whole frames received so far (control frames: a 2-byte
-            // header, a mask, under 126 bytes of payload).
-            let mut whole = 0;
-            while received.len() >= whole + 6
-                && received.len() >= whole + 6 + usize::from(received[whole + 1] & 0x7f)
-            {
-                whole += 6 + usize::from(received[whole + 1] & 0x7f);
-            }
-            let frames = masked_frames(&received[..whole]);
+            let frames = masked_frames(&received);
+            // A frame cut off by the read stays for the next one.
+            let whole: usize = frames.iter().map(|(_, payload)| 6 + payload.len()).sum();
             received.drain(..whole);
             for (opcode, payload) in frames {
                 if opcode != 0x9 {
@@ -340,13 +334,17 @@ async fn expect_keepalive_timeout(ws: &mut WebSocket) {
 }
 
 /// Splits what a client sent into (opcode, unmasked payload) frames; each
-/// payload under 126 bytes, as control frames are.
+/// payload under 126 bytes, as control frames are. A frame not yet whole
+/// at the end is left out.
 fn masked_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();
     while bytes.len() >= 6 {
         assert!(bytes[1] & 0x80 != 0, "unmasked client frame");
         let len = usize::from(bytes[1] & 0x7f);
         assert!(len < 126);
+        if bytes.len() < 6 + len {
+            break;
+        }
         let (mask, payload) = (&bytes[2..6], &bytes[6..6 + len]);
         let payload = payload
             .iter()
