@@ -234,6 +234,13 @@ impl Output {
                     self.chunk_bytes -= n;
                     n = 0;
                 }
+                None if n >= self.tail.len() => {
+                    // Truncated rather than advanced: the buffer keeps its
+                    // start, so the next frames are encoded at the front
+                    // without a `reserve` first moving the space back.
+                    self.tail.clear();
+                    n = 0;
+                }
                 None => {
                     self.tail.advance(n);
                     n = 0;
