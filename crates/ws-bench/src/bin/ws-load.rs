@@ -23,16 +23,20 @@
 //! the CA in PATH).
 
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio::time::{Sleep, sleep_until};
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -223,6 +227,31 @@ impl Window {
     fn counts(&self, now: Instant) -> bool {
         now >= self.start && now < self.end
     }
+
+    /// One timer for the end of the window, made once per task.
+    fn end_timer(&self) -> Sleep {
+        sleep_until(self.end.into())
+    }
+}
+
+/// Runs `io` unless the window's end (`end`) comes first (`None`).
+///
+/// `end` is one timer for the whole run, registered once and then only
+/// polled: a timeout per read would add a timer entry and remove it again
+/// for every read, work done on the cores the server under test shares.
+async fn before_end<F: Future>(end: Pin<&mut Sleep>, io: F) -> Option<F::Output> {
+    let mut io = pin!(io);
+    let mut end = end;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = io.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if end.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Payloads larger than this are not buffered: their bytes are read into a
@@ -247,10 +276,11 @@ async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>
     // The opcodes of the frames completed by the last read.
     let mut frames = Vec::new();
 
+    let mut end = pin!(window.end_timer());
     stream.write_all(&batch).await?;
     let now = Instant::now();
     sent.extend(std::iter::repeat_n(now, args.depth));
-    while Instant::now() < window.end {
+    loop {
         frames.clear();
         // Into the scratch buffer while a large payload is being skipped,
         // into `buf` otherwise.
@@ -260,16 +290,15 @@ async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>
                     scratch = vec![0; SKIP_ABOVE];
                 }
                 let want = left.min(scratch.len());
-                let read = stream.read(&mut scratch[..want]);
-                tokio::time::timeout_at(window.end.into(), read).await
+                before_end(end.as_mut(), stream.read(&mut scratch[..want])).await
             }
-            None => tokio::time::timeout_at(window.end.into(), stream.read_buf(&mut buf)).await,
+            None => before_end(end.as_mut(), stream.read_buf(&mut buf)).await,
         };
         let n = match read {
-            Err(_) => break,
-            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(Err(error)) => return Err(error),
-            Ok(Ok(n)) => n,
+            None => break,
+            Some(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Some(Err(error)) => return Err(error),
+            Some(Ok(n)) => n,
         };
         if let Some((left, opcode)) = skipping {
             if n == left {
@@ -307,6 +336,9 @@ async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>
                 0x8 => return Ok(latencies),
                 _ => {}
             }
+        }
+        if now >= window.end {
+            break;
         }
         if answered > 0 {
             stream.write_all(&batch[..answered * frame.len()]).await?;
@@ -449,29 +481,25 @@ fn stamp(epoch: Instant) -> u64 {
     epoch.elapsed().as_nanos() as u64
 }
 
-async fn receiver(
-    mut stream: Stream,
-    mut buf: BytesMut,
-    epoch: Instant,
-    window: Window,
-    stop: Arc<AtomicBool>,
-) -> Vec<u32> {
+/// One fan-out receiver: reads until the window ends; returns the
+/// publish-to-receive latencies, in microseconds.
+async fn receiver(mut stream: Stream, mut buf: BytesMut, epoch: Instant, window: Window) -> Vec<u32> {
     let mut latencies = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let read =
-            tokio::time::timeout(Duration::from_millis(200), stream.read_buf(&mut buf)).await;
-        match read {
-            Err(_) => continue,
-            Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(_)) => {}
-        }
+    let mut end = pin!(window.end_timer());
+    while let Some(Ok(1..)) = before_end(end.as_mut(), stream.read_buf(&mut buf)).await {
+        // The clock is read once per read: every frame it completed
+        // arrived then.
         let now = Instant::now();
+        if now >= window.end {
+            break;
+        }
+        let arrived = now.duration_since(epoch).as_nanos() as u64;
         while let Some((opcode, header, len)) = next_frame(&buf) {
             if (opcode == 0x1 || opcode == 0x2) && len >= 8 && window.counts(now) {
                 let mut sent = [0u8; 8];
                 sent.copy_from_slice(&buf[header..header + 8]);
                 let sent = u64::from_be_bytes(sent);
-                let latency = stamp(epoch).saturating_sub(sent) / 1000;
+                let latency = arrived.saturating_sub(sent) / 1000;
                 latencies.push(latency.min(u64::from(u32::MAX)) as u32);
             }
             buf.advance(header + len);
@@ -491,10 +519,9 @@ async fn fanout(args: Arc<Args>) -> String {
     // Let the server put everyone in the room.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let window = Window::new(&args);
-    let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = receivers
         .into_iter()
-        .map(|(stream, buf)| tokio::spawn(receiver(stream, buf, epoch, window, stop.clone())))
+        .map(|(stream, buf)| tokio::spawn(receiver(stream, buf, epoch, window)))
         .collect();
 
     let size = args.size.max(8);
@@ -512,13 +539,8 @@ async fn fanout(args: Arc<Args>) -> String {
     }
     let _ = publisher.write_all(&out).await;
     published.fetch_add(args.window as u64, Ordering::Relaxed);
-    while Instant::now() < window.end {
-        let read =
-            tokio::time::timeout_at(window.end.into(), publisher.read_buf(&mut pub_buf)).await;
-        match read {
-            Err(_) | Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(_)) => {}
-        }
+    let mut end = pin!(window.end_timer());
+    while let Some(Ok(1..)) = before_end(end.as_mut(), publisher.read_buf(&mut pub_buf)).await {
         let mut back = 0;
         while let Some((opcode, header, len)) = next_frame(&pub_buf) {
             pub_buf.advance(header + len);
@@ -534,11 +556,14 @@ async fn fanout(args: Arc<Args>) -> String {
             break;
         }
         published.fetch_add(back, Ordering::Relaxed);
-        if rss_during == 0 && Instant::now() > window.start + (window.end - window.start) / 2 {
+        let now = Instant::now();
+        if now >= window.end {
+            break;
+        }
+        if rss_during == 0 && now > window.start + (window.end - window.start) / 2 {
             rss_during = args.server_pid.and_then(rss_kib).unwrap_or(0);
         }
     }
-    stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
         if let Ok(mut measured) = task.await {
