@@ -483,7 +483,12 @@ fn stamp(epoch: Instant) -> u64 {
 
 /// One fan-out receiver: reads until the window ends; returns the
 /// publish-to-receive latencies, in microseconds.
-async fn receiver(mut stream: Stream, mut buf: BytesMut, epoch: Instant, window: Window) -> Vec<u32> {
+async fn receiver(
+    mut stream: Stream,
+    mut buf: BytesMut,
+    epoch: Instant,
+    window: Window,
+) -> Vec<u32> {
     let mut latencies = Vec::new();
     let mut end = pin!(window.end_timer());
     while let Some(Ok(1..)) = before_end(end.as_mut(), stream.read_buf(&mut buf)).await {
