@@ -16,6 +16,7 @@ use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
 
 use crate::error::Error;
 use crate::link::{Command, DriverLink, Link, Received, Room};
+use crate::outbox::Piece;
 use crate::transport::Transport;
 use crate::websocket::{Handshake, Shared, WebSocket, payload_len};
 
@@ -218,6 +219,17 @@ impl Output {
         }
         self.chunk_bytes += frame.len();
         self.chunks.push_back(frame);
+    }
+
+    /// Appends a run of small broadcast frames, taking every byte of `run`:
+    /// into an empty output the buffers are swapped, and nothing is copied.
+    fn take_run(&mut self, run: &mut BytesMut) {
+        if self.tail.is_empty() {
+            std::mem::swap(&mut self.tail, run);
+        } else {
+            self.tail.extend_from_slice(run);
+            run.clear();
+        }
     }
 
     /// Drops the first `n` bytes, which were written.
@@ -873,7 +885,10 @@ impl<S: Transport> Inner<S> {
         };
         let room = COALESCE_LIMIT.saturating_sub(self.work.out_len());
         let work = &mut self.work;
-        let more = outbox.drain(room, |frame| work.out().push_shared(frame))?;
+        let more = outbox.drain(room, |piece| match piece {
+            Piece::Shared(frame) => work.out().push_shared(frame),
+            Piece::Run(run) => work.out().take_run(run),
+        })?;
         self.outbox_pending = more;
         Ok(())
     }
@@ -982,6 +997,9 @@ impl<S: Transport> Inner<S> {
     fn release_idle_buffers(&mut self) {
         self.conn.release_idle_buffers();
         self.work.release_idle();
+        if let Some(outbox) = self.link.shared().outbox() {
+            outbox.release_idle();
+        }
         if std::mem::take(&mut self.link_used) {
             self.link.release_idle_buffers();
         }

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use ws_proto::{CloseCode, FrameHeader, Message, OpCode, SendError};
+use bytes::{Buf, Bytes, BytesMut};
+use ws_proto::{CloseCode, Decoded, FrameHeader, Message, OpCode, SendError};
 
 use crate::signal::Signal;
 
@@ -115,14 +115,129 @@ impl Default for OutboxLimits {
     }
 }
 
+/// Frames up to this size are copied into the queue's run instead of
+/// queued as shared handles (see [`Queue`]).
+const RUN_MAX: usize = 1024;
+
+/// A connection's queued frames, oldest first: `pieces`, then `run`.
+///
+/// A small frame is copied into `run`, back to back with the small frames
+/// before it. Queuing it as a handle on the shared frame would cost more
+/// than its bytes: an atomic increment of the shared count by the
+/// publisher and a decrement by this connection's driver, on a cache line
+/// that every recipient's driver touches, plus an entry per frame; the
+/// driver would then copy the frame into its output anyway. A run is taken
+/// whole, usually by swapping buffers with the driver's empty output.
+///
+/// A large frame is queued as a handle, without copying, after sealing the
+/// run before it into a piece of its own.
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<Bytes>,
+    /// Whole pieces: large frames, and sealed runs; each with how many
+    /// frames it holds.
+    pieces: VecDeque<(Bytes, usize)>,
+    /// Small frames queued after the last piece.
+    run: BytesMut,
+    /// How many frames `run` holds.
+    run_frames: usize,
+    /// Frames queued in all.
+    frames: usize,
     bytes: usize,
     /// Set once the connection must be dropped; the driver acts on it.
     evicted: Option<CloseCode>,
     /// Set once the connection has ended: nothing more is queued.
     closed: bool,
+}
+
+/// The length of the frame at the start of `buf`, header included: one
+/// of the well-formed server frames [`SharedFrame::new`] encodes.
+fn frame_len(buf: &[u8]) -> usize {
+    match FrameHeader::decode(buf) {
+        Ok(Decoded::Done { value, consumed }) => consumed + value.payload_len as usize,
+        _ => buf.len(),
+    }
+}
+
+/// How many bytes of the frames at the start of `buf` fit in `budget`
+/// (the first one whatever its size), and how many frames those are.
+fn frames_within(buf: &[u8], budget: usize) -> (usize, usize) {
+    let (mut len, mut frames) = (0, 0);
+    while len < buf.len() {
+        let next = frame_len(&buf[len..]);
+        if frames > 0 && len + next > budget {
+            break;
+        }
+        len += next;
+        frames += 1;
+    }
+    (len, frames)
+}
+
+impl Queue {
+    fn push(&mut self, frame: &Bytes) {
+        if frame.len() <= RUN_MAX {
+            self.run.extend_from_slice(frame);
+            self.run_frames += 1;
+        } else {
+            self.seal_run();
+            self.pieces.push_back((frame.clone(), 1));
+        }
+        self.frames += 1;
+        self.bytes += frame.len();
+    }
+
+    /// Makes the run a piece, so that a large frame can follow it.
+    fn seal_run(&mut self) {
+        if self.run_frames > 0 {
+            let run = std::mem::take(&mut self.run).freeze();
+            self.pieces.push_back((run, self.run_frames));
+            self.run_frames = 0;
+        }
+    }
+
+    /// Drops the oldest frame; whether there was one.
+    fn pop_oldest(&mut self) -> bool {
+        let len = if let Some((piece, count)) = self.pieces.front_mut() {
+            if *count == 1 {
+                let len = piece.len();
+                self.pieces.pop_front();
+                len
+            } else {
+                let len = frame_len(piece);
+                piece.advance(len);
+                *count -= 1;
+                len
+            }
+        } else if self.run_frames > 0 {
+            let len = frame_len(&self.run);
+            self.run.advance(len);
+            self.run_frames -= 1;
+            len
+        } else {
+            return false;
+        };
+        self.frames -= 1;
+        self.bytes -= len;
+        true
+    }
+
+    fn clear(&mut self) {
+        self.pieces.clear();
+        self.run.clear();
+        self.run_frames = 0;
+        self.frames = 0;
+        self.bytes = 0;
+    }
+}
+
+/// What [`Outbox::drain`] hands the driver, in order.
+pub(crate) enum Piece<'a> {
+    /// A large frame, or a sealed run of small ones.
+    Shared(Bytes),
+    /// Small frames back to back. The driver takes every byte, leaving
+    /// the buffer empty: it swaps it with its own empty output, or copies
+    /// from it.
+    Run(&'a mut BytesMut),
 }
 
 /// A connection's queue of broadcast frames, drained by its driver.
@@ -148,8 +263,7 @@ impl Outbox {
             return Pushed::Disconnected;
         }
         let fits = |q: &Queue| {
-            q.frames.is_empty()
-                || (q.bytes + len <= limits.max_bytes && q.frames.len() < limits.max_frames)
+            q.frames == 0 || (q.bytes + len <= limits.max_bytes && q.frames < limits.max_frames)
         };
         let mut outcome = Pushed::Queued;
         if !fits(&queue) {
@@ -160,20 +274,15 @@ impl Outbox {
                 }
                 SlowConsumer::DropOldest => {
                     let mut dropped = 0;
-                    while !fits(&queue) {
-                        let Some(old) = queue.frames.pop_front() else {
-                            break;
-                        };
-                        queue.bytes -= old.len();
+                    while !fits(&queue) && queue.pop_oldest() {
                         dropped += 1;
                     }
                     self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
                     outcome = Pushed::DroppedOldest(dropped);
                 }
                 SlowConsumer::Disconnect(code) => {
-                    let discarded = queue.frames.len() as u64;
-                    queue.frames.clear();
-                    queue.bytes = 0;
+                    let discarded = queue.frames as u64;
+                    queue.clear();
                     queue.evicted = Some(code);
                     drop(queue);
                     self.dropped.fetch_add(discarded + 1, Ordering::Relaxed);
@@ -182,9 +291,8 @@ impl Outbox {
                 }
             }
         }
-        queue.bytes += len;
-        queue.frames.push_back(frame.bytes.clone());
-        let first = queue.frames.len() == 1;
+        queue.push(&frame.bytes);
+        let first = queue.frames == 1;
         drop(queue);
         if first {
             // The driver drains the whole queue each time it wakes, so only
@@ -215,9 +323,9 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The driver's side: hands frames to `take` while `budget` bytes allow
-    /// (at least one frame if `budget` is not 0). Returns whether frames are
-    /// left.
+    /// The driver's side: hands frames to `take`, in order, while `budget`
+    /// bytes allow (at least one frame if `budget` is not 0). Returns
+    /// whether frames are left.
     ///
     /// # Errors
     ///
@@ -225,31 +333,79 @@ impl Outbox {
     pub(crate) fn drain(
         &self,
         budget: usize,
-        mut take: impl FnMut(Bytes),
+        mut take: impl FnMut(Piece<'_>),
     ) -> Result<bool, CloseCode> {
         let mut queue = self.lock();
+        let queue = &mut *queue;
         if let Some(code) = queue.evicted {
             return Err(code);
         }
-        let mut taken = 0;
-        while let Some(frame) = queue.frames.front() {
-            if budget == 0 || (taken > 0 && taken + frame.len() > budget) {
-                break;
-            }
-            taken += frame.len();
-            let frame = queue.frames.pop_front().unwrap_or_default();
-            queue.bytes -= frame.len();
-            take(frame);
+        if budget == 0 {
+            return Ok(queue.frames > 0);
         }
-        Ok(!queue.frames.is_empty())
+        let mut left = budget;
+        let mut first = true;
+        while let Some((piece, count)) = queue.pieces.front_mut() {
+            let (len, frames) = if piece.len() <= left {
+                (piece.len(), *count)
+            } else {
+                frames_within(piece, left)
+            };
+            if len > left && !first {
+                return Ok(true);
+            }
+            let taken = if frames == *count {
+                queue.pieces.pop_front().unwrap_or_default().0
+            } else {
+                *count -= frames;
+                piece.split_to(len)
+            };
+            queue.frames -= frames;
+            queue.bytes -= len;
+            take(Piece::Shared(taken));
+            first = false;
+            if len >= left {
+                return Ok(queue.frames > 0);
+            }
+            left -= len;
+        }
+        if queue.run_frames > 0 {
+            let (len, frames) = if queue.run.len() <= left {
+                (queue.run.len(), queue.run_frames)
+            } else {
+                frames_within(&queue.run, left)
+            };
+            if len > left && !first {
+                return Ok(true);
+            }
+            queue.frames -= frames;
+            queue.bytes -= len;
+            queue.run_frames -= frames;
+            if queue.run_frames == 0 {
+                take(Piece::Run(&mut queue.run));
+                queue.run.clear();
+            } else {
+                take(Piece::Run(&mut queue.run.split_to(len)));
+            }
+        }
+        Ok(queue.frames > 0)
+    }
+
+    /// The driver's side: gives back the queue's buffers if it is empty
+    /// (the connection is idle).
+    pub(crate) fn release_idle(&self) {
+        let mut queue = self.lock();
+        if queue.frames == 0 {
+            queue.run = BytesMut::new();
+            queue.pieces = VecDeque::new();
+        }
     }
 
     /// The driver's side: the connection has ended.
     pub(crate) fn close(&self) {
         let mut queue = self.lock();
         queue.closed = true;
-        queue.frames.clear();
-        queue.bytes = 0;
+        queue.clear();
     }
 
     fn wake(&self) {
@@ -260,5 +416,155 @@ impl Outbox {
     /// connection evicted since the last time it was ready.
     pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.signal.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize, fill: u8) -> SharedFrame {
+        SharedFrame::new(&Message::Binary(vec![fill; len].into())).unwrap()
+    }
+
+    fn limits(max_frames: usize, policy: SlowConsumer) -> OutboxLimits {
+        OutboxLimits {
+            max_bytes: 1 << 20,
+            max_frames,
+            policy,
+        }
+    }
+
+    /// Drains within `budget`: the bytes handed over, whether each piece
+    /// was a run, and whether frames were left.
+    fn drain(outbox: &Outbox, budget: usize) -> (Vec<u8>, Vec<bool>, bool) {
+        let (mut bytes, mut runs) = (Vec::new(), Vec::new());
+        let more = outbox
+            .drain(budget, |piece| match piece {
+                Piece::Shared(frame) => {
+                    bytes.extend_from_slice(&frame);
+                    runs.push(false);
+                }
+                Piece::Run(run) => {
+                    bytes.extend_from_slice(run);
+                    run.clear();
+                    runs.push(true);
+                }
+            })
+            .unwrap();
+        (bytes, runs, more)
+    }
+
+    fn wire(frames: &[&SharedFrame]) -> Vec<u8> {
+        frames.iter().flat_map(|f| f.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn small_and_large_frames_leave_in_the_order_they_were_pushed() {
+        let outbox = Outbox::default();
+        let limits = OutboxLimits::default();
+        let (a, b, large, d) = (frame(10, 1), frame(20, 2), frame(5000, 3), frame(30, 4));
+        for f in [&a, &b, &large, &d] {
+            assert_eq!(outbox.push(f, &limits), Pushed::Queued);
+        }
+        assert_eq!(outbox.queued_bytes(), wire(&[&a, &b, &large, &d]).len());
+        let (bytes, runs, more) = drain(&outbox, usize::MAX);
+        assert_eq!(bytes, wire(&[&a, &b, &large, &d]));
+        // The run before the large frame was sealed; the last is a run.
+        assert_eq!(runs, [false, false, true]);
+        assert!(!more);
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_drain_stops_at_a_frame_boundary_within_its_budget() {
+        let outbox = Outbox::default();
+        let limits = OutboxLimits::default();
+        let frames: Vec<_> = (0..3).map(|i| frame(100, i)).collect();
+        for f in &frames {
+            outbox.push(f, &limits);
+        }
+        // Two 102-byte frames fit in 250 bytes; the third waits.
+        let (bytes, _, more) = drain(&outbox, 250);
+        assert_eq!(bytes, wire(&[&frames[0], &frames[1]]));
+        assert!(more);
+        assert_eq!(outbox.queued_bytes(), 102);
+        let (bytes, _, more) = drain(&outbox, 250);
+        assert_eq!(bytes, wire(&[&frames[2]]));
+        assert!(!more);
+    }
+
+    #[test]
+    fn a_sealed_run_is_split_at_a_frame_boundary_too() {
+        let outbox = Outbox::default();
+        let limits = OutboxLimits::default();
+        let (a, b, large) = (frame(100, 1), frame(100, 2), frame(2000, 3));
+        for f in [&a, &b, &large] {
+            outbox.push(f, &limits);
+        }
+        let (bytes, _, more) = drain(&outbox, 150);
+        assert_eq!(bytes, wire(&[&a]));
+        assert!(more);
+        let (bytes, _, more) = drain(&outbox, 150);
+        assert_eq!(bytes, wire(&[&b]), "the large frame does not fit after it");
+        assert!(more);
+        let (bytes, _, more) = drain(&outbox, 150);
+        assert_eq!(
+            bytes,
+            wire(&[&large]),
+            "the first frame goes whatever its size"
+        );
+        assert!(!more);
+    }
+
+    #[test]
+    fn drop_oldest_drops_whole_small_frames_from_the_front() {
+        let outbox = Outbox::default();
+        let limits = limits(2, SlowConsumer::DropOldest);
+        let frames: Vec<_> = (0..4).map(|i| frame(10 + i, i as u8)).collect();
+        assert_eq!(outbox.push(&frames[0], &limits), Pushed::Queued);
+        assert_eq!(outbox.push(&frames[1], &limits), Pushed::Queued);
+        assert_eq!(outbox.push(&frames[2], &limits), Pushed::DroppedOldest(1));
+        assert_eq!(outbox.push(&frames[3], &limits), Pushed::DroppedOldest(1));
+        assert_eq!(outbox.dropped(), 2);
+        let (bytes, _, _) = drain(&outbox, usize::MAX);
+        assert_eq!(bytes, wire(&[&frames[2], &frames[3]]));
+    }
+
+    #[test]
+    fn drop_oldest_takes_frames_out_of_a_sealed_run() {
+        let outbox = Outbox::default();
+        let limits = limits(3, SlowConsumer::DropOldest);
+        let (a, b, large, d) = (frame(10, 1), frame(11, 2), frame(3000, 3), frame(12, 4));
+        for f in [&a, &b, &large] {
+            outbox.push(f, &limits);
+        }
+        assert_eq!(outbox.push(&d, &limits), Pushed::DroppedOldest(1));
+        assert_eq!(outbox.queued_bytes(), wire(&[&b, &large, &d]).len());
+        let (bytes, _, _) = drain(&outbox, usize::MAX);
+        assert_eq!(bytes, wire(&[&b, &large, &d]));
+    }
+
+    #[test]
+    fn small_frames_count_against_the_frame_bound() {
+        let outbox = Outbox::default();
+        let limits = limits(2, SlowConsumer::DropNewest);
+        let f = frame(5, 0);
+        assert_eq!(outbox.push(&f, &limits), Pushed::Queued);
+        assert_eq!(outbox.push(&f, &limits), Pushed::Queued);
+        assert_eq!(outbox.push(&f, &limits), Pushed::DroppedNewest);
+        let (bytes, _, _) = drain(&outbox, usize::MAX);
+        assert_eq!(bytes, wire(&[&f, &f]));
+    }
+
+    #[test]
+    fn an_idle_outbox_gives_its_buffers_back() {
+        let outbox = Outbox::default();
+        outbox.push(&frame(10, 0), &OutboxLimits::default());
+        outbox.release_idle();
+        assert!(outbox.lock().run.capacity() > 0, "kept while frames wait");
+        drain(&outbox, usize::MAX);
+        outbox.release_idle();
+        assert_eq!(outbox.lock().run.capacity(), 0);
     }
 }
