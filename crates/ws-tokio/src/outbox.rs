@@ -119,6 +119,14 @@ impl Default for OutboxLimits {
 /// queued as shared handles (see [`Queue`]).
 const RUN_MAX: usize = 1024;
 
+/// Small frames are copied only while the queue holds at most this many
+/// bytes: past it they are queued as handles, as large frames are...
+const RUN_LIMIT: usize = 16 * 1024;
+
+/// ...except frames no larger than a handle's entry in the queue, which
+/// are always copied: a copy takes no more room than the handle would.
+const TINY: usize = std::mem::size_of::<(Bytes, usize)>();
+
 /// A connection's queued frames, oldest first: `pieces`, then `run`.
 ///
 /// A small frame is copied into `run`, back to back with the small frames
@@ -130,7 +138,11 @@ const RUN_MAX: usize = 1024;
 /// whole, usually by swapping buffers with the driver's empty output.
 ///
 /// A large frame is queued as a handle, without copying, after sealing the
-/// run before it into a piece of its own.
+/// run before it into a piece of its own; so is a small frame once the
+/// queue holds [`RUN_LIMIT`] bytes, unless it is [`TINY`]. A member that
+/// falls behind then queues handles on frames shared with the others, as
+/// it would without runs, and its copies take at most the room the
+/// handles would.
 #[derive(Debug, Default)]
 struct Queue {
     /// Whole pieces: large frames, and sealed runs; each with how many
@@ -175,7 +187,9 @@ fn frames_within(buf: &[u8], budget: usize) -> (usize, usize) {
 
 impl Queue {
     fn push(&mut self, frame: &Bytes) {
-        if frame.len() <= RUN_MAX {
+        let copy = frame.len() <= TINY
+            || (frame.len() <= RUN_MAX && self.bytes + frame.len() <= RUN_LIMIT);
+        if copy {
             self.run.extend_from_slice(frame);
             self.run_frames += 1;
         } else {
@@ -455,6 +469,15 @@ mod tests {
         (bytes, runs, more)
     }
 
+    /// An outbox holding `frames`, pushed under the default limits.
+    fn holding(frames: &[SharedFrame]) -> Outbox {
+        let outbox = Outbox::default();
+        for f in frames {
+            assert_eq!(outbox.push(f, &OutboxLimits::default()), Pushed::Queued);
+        }
+        outbox
+    }
+
     fn wire(frames: &[&SharedFrame]) -> Vec<u8> {
         frames.iter().flat_map(|f| f.as_bytes().to_vec()).collect()
     }
@@ -478,12 +501,8 @@ mod tests {
 
     #[test]
     fn a_drain_stops_at_a_frame_boundary_within_its_budget() {
-        let outbox = Outbox::default();
-        let limits = OutboxLimits::default();
         let frames: Vec<_> = (0..3).map(|i| frame(100, i)).collect();
-        for f in &frames {
-            outbox.push(f, &limits);
-        }
+        let outbox = holding(&frames);
         // Two 102-byte frames fit in 250 bytes; the third waits.
         let (bytes, _, more) = drain(&outbox, 250);
         assert_eq!(bytes, wire(&[&frames[0], &frames[1]]));
@@ -515,6 +534,46 @@ mod tests {
             "the first frame goes whatever its size"
         );
         assert!(!more);
+    }
+
+    #[test]
+    fn a_queue_past_the_run_limit_holds_handles_not_copies() {
+        let frames: Vec<_> = (0..40).map(|i| frame(1000, i)).collect();
+        let outbox = holding(&frames);
+        {
+            let queue = outbox.lock();
+            assert!(queue.bytes > RUN_LIMIT);
+            let copied: usize = queue
+                .pieces
+                .iter()
+                .filter(|(_, count)| *count > 1)
+                .map(|(piece, _)| piece.len())
+                .sum::<usize>()
+                + queue.run.len();
+            assert!(copied <= RUN_LIMIT, "{copied} bytes copied");
+        }
+        let refs: Vec<_> = frames.iter().collect();
+        let (bytes, _, more) = drain(&outbox, usize::MAX);
+        assert_eq!(bytes, wire(&refs));
+        assert!(!more);
+        // Drained, the queue copies small frames again.
+        outbox.push(&frames[0], &OutboxLimits::default());
+        assert_eq!(outbox.lock().run_frames, 1);
+    }
+
+    #[test]
+    fn frames_no_larger_than_a_handle_are_always_copied() {
+        let outbox = Outbox::default();
+        let limits = OutboxLimits::default();
+        let tiny = frame(TINY - 2, 7);
+        assert_eq!(tiny.len(), TINY);
+        for _ in 0..1000 {
+            outbox.push(&tiny, &limits);
+        }
+        let queue = outbox.lock();
+        assert!(queue.bytes > RUN_LIMIT);
+        assert!(queue.pieces.is_empty(), "no handles");
+        assert_eq!(queue.run_frames, 1000);
     }
 
     #[test]
