@@ -537,7 +537,14 @@ async fn fanout(args: Arc<Args>) -> String {
         payload[..8].copy_from_slice(&stamp(epoch).to_be_bytes());
         masked_frame(opcode, payload)
     };
-    let mut rss_during = 0;
+    // The server's memory halfway through, sampled on a task of its own:
+    // under overload the publisher may not come back to its loop then.
+    let middle = window.start + (window.end - window.start) / 2;
+    let pid = args.server_pid;
+    let rss_during = tokio::spawn(async move {
+        tokio::time::sleep_until(middle.into()).await;
+        pid.and_then(rss_kib).unwrap_or(0)
+    });
     let mut out = Vec::new();
     for _ in 0..args.window {
         out.extend(message(&mut payload));
@@ -561,14 +568,11 @@ async fn fanout(args: Arc<Args>) -> String {
             break;
         }
         published.fetch_add(back, Ordering::Relaxed);
-        let now = Instant::now();
-        if now >= window.end {
+        if Instant::now() >= window.end {
             break;
         }
-        if rss_during == 0 && now > window.start + (window.end - window.start) / 2 {
-            rss_during = args.server_pid.and_then(rss_kib).unwrap_or(0);
-        }
     }
+    let rss_during = rss_during.await.unwrap_or(0);
     let mut latencies = Vec::new();
     for task in tasks {
         if let Ok(mut measured) = task.await {
