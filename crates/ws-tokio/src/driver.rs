@@ -259,15 +259,11 @@ impl Output {
                 }
             }
         }
-        if self.is_empty() {
-            if self.tail.capacity() > KEEP_OUTPUT {
-                // Give the buffer back: a burst's output can be large.
-                self.tail = BytesMut::new();
-            } else {
-                // Keep it for the next pass's frames, rather than growing
-                // a new one from nothing, a reallocation at a time.
-                self.tail.clear();
-            }
+        // Once everything is written, a buffer grown by a burst is given
+        // back; a smaller one is kept (already cleared above) for the next
+        // pass's frames, rather than grown anew a reallocation at a time.
+        if self.is_empty() && self.tail.capacity() > KEEP_OUTPUT {
+            self.tail = BytesMut::new();
         }
     }
 

@@ -170,9 +170,12 @@ fn frame_len(buf: &[u8]) -> usize {
     }
 }
 
-/// How many bytes of the frames at the start of `buf` fit in `budget`
-/// (the first one whatever its size), and how many frames those are.
-fn frames_within(buf: &[u8], budget: usize) -> (usize, usize) {
+/// How many bytes of the `count` frames in `buf` fit in `budget` (the
+/// first one whatever its size), and how many frames those are.
+fn frames_within(buf: &[u8], count: usize, budget: usize) -> (usize, usize) {
+    if buf.len() <= budget {
+        return (buf.len(), count);
+    }
     let (mut len, mut frames) = (0, 0);
     while len < buf.len() {
         let next = frame_len(&buf[len..]);
@@ -272,7 +275,7 @@ impl Outbox {
     /// Offers a frame under `limits`.
     pub fn push(&self, frame: &SharedFrame, limits: &OutboxLimits) -> Pushed {
         let len = frame.len();
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queue = self.lock();
         if queue.closed || queue.evicted.is_some() {
             return Pushed::Disconnected;
         }
@@ -360,11 +363,7 @@ impl Outbox {
         let mut left = budget;
         let mut first = true;
         while let Some((piece, count)) = queue.pieces.front_mut() {
-            let (len, frames) = if piece.len() <= left {
-                (piece.len(), *count)
-            } else {
-                frames_within(piece, left)
-            };
+            let (len, frames) = frames_within(piece, *count, left);
             if len > left && !first {
                 return Ok(true);
             }
@@ -384,11 +383,7 @@ impl Outbox {
             left -= len;
         }
         if queue.run_frames > 0 {
-            let (len, frames) = if queue.run.len() <= left {
-                (queue.run.len(), queue.run_frames)
-            } else {
-                frames_within(&queue.run, left)
-            };
+            let (len, frames) = frames_within(&queue.run, queue.run_frames, left);
             if len > left && !first {
                 return Ok(true);
             }
