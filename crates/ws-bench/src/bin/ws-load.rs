@@ -476,9 +476,10 @@ async fn idle(args: Arc<Args>) -> String {
     )
 }
 
-/// Nanoseconds since the process started, carried in fan-out payloads.
-fn stamp(epoch: Instant) -> u64 {
-    epoch.elapsed().as_nanos() as u64
+/// Nanoseconds from `epoch` (the start of the run) to `at`, carried in
+/// fan-out payloads.
+fn stamp(epoch: Instant, at: Instant) -> u64 {
+    at.duration_since(epoch).as_nanos() as u64
 }
 
 /// One fan-out receiver: reads until the window ends; returns the
@@ -498,7 +499,7 @@ async fn receiver(
         if now >= window.end {
             break;
         }
-        let arrived = now.duration_since(epoch).as_nanos() as u64;
+        let arrived = stamp(epoch, now);
         while let Some((opcode, header, len)) = next_frame(&buf) {
             if (opcode == 0x1 || opcode == 0x2) && len >= 8 && window.counts(now) {
                 let mut sent = [0u8; 8];
@@ -534,7 +535,7 @@ async fn fanout(args: Arc<Args>) -> String {
     let mut payload = vec![b'x'; size];
     let published = AtomicU64::new(0);
     let message = |payload: &mut Vec<u8>| {
-        payload[..8].copy_from_slice(&stamp(epoch).to_be_bytes());
+        payload[..8].copy_from_slice(&stamp(epoch, Instant::now()).to_be_bytes());
         masked_frame(opcode, payload)
     };
     // The server's memory halfway through, sampled on a task of its own:
