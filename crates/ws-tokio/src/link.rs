@@ -13,6 +13,13 @@
 //! no allocation: the driver gives their buffers back when its socket has
 //! nothing to read.
 //!
+//! The receiver takes received messages a batch at a time: the whole queue
+//! under one lock, then one message per call from its own [`Batch`] without
+//! any, so a read that brought many messages costs one lock, not one each.
+//! The driver still counts a batch as queued until its last message has been
+//! returned, so the bound on received messages and the moment everything
+//! counts as taken are what they would be with one pop per message.
+//!
 //! Wakeups are edge-triggered: a push wakes the other side only when the
 //! queue was empty (or the driver said it was waiting for room), so a burst
 //! costs one wakeup.
@@ -38,6 +45,11 @@ pub(crate) enum Command {
 /// One received item: a message, or the error that ended the connection.
 pub(crate) type Received = Result<Message, Error>;
 
+/// Received items the receiver took from the link in one batch, returned
+/// one at a time without taking the lock. Empty, it holds no buffer.
+#[derive(Debug, Default)]
+pub(crate) struct Batch(VecDeque<Received>);
+
 /// What the driver, the receiver and every sender share.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -56,6 +68,9 @@ pub(crate) struct Link {
 #[derive(Debug, Default)]
 struct Incoming {
     queue: VecDeque<Received>,
+    /// Messages in the receiver's [`Batch`], as of the last time it took
+    /// the lock: still queued, as far as room and draining go.
+    held: u32,
     receiver: Option<Waker>,
     /// The driver waits for room in the queue (or for it to drain).
     driver_waiting: bool,
@@ -136,12 +151,47 @@ impl Link {
 
     // ---- the receiver's side ----
 
-    /// The next received item; `None` once the driver has ended and
-    /// everything queued was taken. Cancel-safe: an item is either returned
-    /// or left queued.
-    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Received>> {
+    /// The next received item, from the receiver's `batch` or from the
+    /// queue; `None` once the driver has ended and everything queued was
+    /// taken. Cancel-safe: an item is either returned or left in the batch
+    /// or the queue.
+    ///
+    /// Every item but a batch's last is returned without the lock. With the
+    /// last, or with none, the receiver takes the lock: to take the next
+    /// batch (the whole queue, once it holds more than one item) and to tell
+    /// the driver how many it holds, so that the driver's room, and whether
+    /// everything was taken, count what was returned.
+    pub(crate) fn poll_recv(
+        &self,
+        batch: &mut Batch,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Received>> {
+        let batch = &mut batch.0;
+        if batch.len() > 1 {
+            return Poll::Ready(batch.pop_front());
+        }
         let mut incoming = lock(&self.incoming);
-        if let Some(item) = incoming.queue.pop_front() {
+        let mut item = batch.pop_front();
+        if item.is_none() {
+            item = incoming.queue.pop_front();
+        }
+        if incoming.queue.len() > 1 {
+            // The batch is empty: the queue's items become the batch, and
+            // the batch's buffer the queue's. A single item stays queued,
+            // where the next call pops it as it would any.
+            std::mem::swap(&mut incoming.queue, batch);
+        } else if batch.capacity() > 0 {
+            // An empty batch holds no buffer: the queue reuses it (the
+            // driver gives it back when idle), unless it has one.
+            if incoming.queue.capacity() == 0 {
+                std::mem::swap(&mut incoming.queue, batch);
+            } else {
+                *batch = VecDeque::new();
+            }
+        }
+        // At most the queue's bound plus an error: fits.
+        incoming.held = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        if let Some(item) = item {
             let wake = std::mem::take(&mut incoming.driver_waiting);
             drop(incoming);
             if wake {
@@ -164,6 +214,7 @@ impl Link {
         let mut incoming = lock(&self.incoming);
         incoming.receiver_gone = true;
         incoming.queue = VecDeque::new();
+        incoming.held = 0;
         incoming.receiver = None;
         let wake = std::mem::take(&mut incoming.driver_waiting);
         drop(incoming);
@@ -281,7 +332,8 @@ impl Link {
         if incoming.receiver_gone {
             return Room::Gone;
         }
-        let free = (self.capacity as usize).saturating_sub(incoming.queue.len());
+        let queued = incoming.queue.len() + incoming.held as usize;
+        let free = (self.capacity as usize).saturating_sub(queued);
         if free == 0 {
             incoming.driver_waiting = true;
         }
@@ -318,7 +370,7 @@ impl Link {
     /// When not, the driver is woken once more is taken.
     pub(crate) fn drained(&self) -> bool {
         let mut incoming = lock(&self.incoming);
-        let drained = incoming.queue.is_empty() || incoming.receiver_gone;
+        let drained = (incoming.queue.is_empty() && incoming.held == 0) || incoming.receiver_gone;
         if !drained {
             incoming.driver_waiting = true;
         }
@@ -594,16 +646,109 @@ mod tests {
         let wakes = WakeCount::new();
         let waker = wakes.waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(link.poll_recv(&mut cx).is_pending());
+        let mut taken = Batch::default();
+        assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
         let mut batch: VecDeque<Received> = [Ok(text("a")), Ok(text("b"))].into();
         link.deliver(&mut batch);
         assert!(batch.is_empty());
         assert_eq!(wakes.count(), 1);
         assert!(matches!(link.room(), Room::Free(0)));
         link.shut();
-        assert!(matches!(link.poll_recv(&mut cx), Poll::Ready(Some(Ok(_)))));
-        assert!(matches!(link.poll_recv(&mut cx), Poll::Ready(Some(Ok(_)))));
-        assert!(matches!(link.poll_recv(&mut cx), Poll::Ready(None)));
+        assert!(matches!(
+            link.poll_recv(&mut taken, &mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(matches!(
+            link.poll_recv(&mut taken, &mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(matches!(
+            link.poll_recv(&mut taken, &mut cx),
+            Poll::Ready(None)
+        ));
+    }
+
+    /// A link of `capacity` received messages, a waker for the receiver, and
+    /// its batch.
+    fn receiving(capacity: usize) -> (Link, std::task::Waker, Batch) {
+        let waker = WakeCount::new().waker();
+        (Link::new(capacity, 100), waker, Batch::default())
+    }
+
+    /// Delivers `texts` in one batch.
+    fn deliver(link: &Link, texts: &[&'static str]) {
+        let mut batch: VecDeque<Received> = texts.iter().map(|t| Ok(text(t))).collect();
+        link.deliver(&mut batch);
+    }
+
+    fn received(poll: Poll<Option<Received>>) -> String {
+        match poll {
+            Poll::Ready(Some(Ok(Message::Text(text)))) => text.as_str().to_owned(),
+            _ => panic!("expected a text message"),
+        }
+    }
+
+    #[test]
+    fn a_batch_counts_as_queued_until_its_last_message_is_returned() {
+        let (link, waker, mut taken) = receiving(4);
+        let mut cx = Context::from_waker(&waker);
+        deliver(&link, &["a", "b", "c"]);
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "a");
+        // "b" and "c" are in the receiver's batch: still counted.
+        assert!(matches!(link.room(), Room::Free(2)));
+        assert!(!link.drained());
+        // Delivered while the batch is being returned: queued behind it.
+        deliver(&link, &["d"]);
+        assert!(matches!(link.room(), Room::Free(1)));
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "b");
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "c");
+        // The last of the batch took the next one ("d") under the lock.
+        assert!(matches!(link.room(), Room::Free(3)));
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "d");
+        assert!(matches!(link.room(), Room::Free(4)));
+        assert!(link.drained());
+        assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
+    }
+
+    #[test]
+    fn a_driver_waiting_for_room_is_woken_once_the_receiver_reports_it() {
+        let (link, waker, mut taken) = receiving(3);
+        let mut cx = Context::from_waker(&waker);
+        let raised = || link.take_notified();
+        deliver(&link, &["a", "b", "c"]);
+        assert!(matches!(link.room(), Room::Free(0)));
+        assert!(!raised());
+        // Taking the batch returns "a" under the lock: one place free.
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "a");
+        assert!(raised());
+        assert!(matches!(link.room(), Room::Free(1)));
+        deliver(&link, &["d"]);
+        assert!(matches!(link.room(), Room::Free(0)));
+        // "b" leaves the batch without the lock: the driver is not told...
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "b");
+        assert!(!raised());
+        // ...until the batch's last.
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "c");
+        assert!(raised());
+        assert!(matches!(link.room(), Room::Free(2)));
+    }
+
+    #[test]
+    fn an_empty_batch_holds_no_buffer() {
+        let (link, waker, mut taken) = receiving(4);
+        let mut cx = Context::from_waker(&waker);
+        for round in 0..3 {
+            deliver(&link, &["a", "b", "c"]);
+            assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "a");
+            assert!(taken.0.capacity() > 0, "round {round}");
+            assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "b");
+            assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "c");
+            assert_eq!(taken.0.capacity(), 0, "round {round}");
+            assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
+        }
+        // The buffer went back to the queue, which the driver frees when idle.
+        link.release_idle_buffers();
+        assert_eq!(lock(&link.incoming).queue.capacity(), 0);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, V
 use ws_proto::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
 
 use crate::error::Error;
-use crate::link::Link;
+use crate::link::{Batch, Link};
 use crate::outbox::Outbox;
 
 /// What the opening handshake established: the request, the response, the
@@ -293,12 +293,16 @@ pub struct WebSocket {
     /// future for the connection's whole life); taken only by `split`, and
     /// by `drop`, which ends both halves.
     shared: Option<Arc<Shared>>,
+    /// Received messages taken from the link in one batch.
+    batch: Batch,
 }
 
 /// The receiving half of a [`WebSocket`].
 #[derive(Debug)]
 pub struct WebSocketReceiver {
     shared: Arc<Shared>,
+    /// Received messages taken from the link in one batch.
+    batch: Batch,
 }
 
 /// The sending half of a [`WebSocket`]. Clones send on the same connection;
@@ -434,6 +438,7 @@ impl WebSocket {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared: Some(shared),
+            batch: Batch::default(),
         }
     }
 
@@ -451,7 +456,15 @@ impl WebSocket {
     ///
     /// Cancel-safe: used in `tokio::select!`, a message is never lost.
     pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
-        poll_fn(|cx| self.info().link.poll_recv(cx))
+        poll_fn(|cx| self.poll_recv(cx))
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        match &self.shared {
+            Some(shared) => shared.link.poll_recv(&mut self.batch, cx),
+            // Taken only by `split` and `drop`, which consume it.
+            None => unreachable!("a WebSocket holds its state until split or dropped"),
+        }
     }
 
     /// Sends a message, waiting while the outgoing queue is at its
@@ -517,6 +530,7 @@ impl WebSocket {
         // The sender this `WebSocket` counted as becomes the sender half.
         let receiver = WebSocketReceiver {
             shared: shared.clone(),
+            batch: std::mem::take(&mut self.batch),
         };
         (receiver, WebSocketSender { shared })
     }
@@ -531,7 +545,7 @@ impl WebSocketReceiver {
 
     /// As [`WebSocket::recv`]. Cancel-safe.
     pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
-        poll_fn(|cx| self.shared.link.poll_recv(cx))
+        poll_fn(|cx| self.shared.link.poll_recv(&mut self.batch, cx))
     }
 }
 
@@ -684,14 +698,15 @@ pub(crate) fn payload_len(message: &Message) -> usize {
 impl Stream for WebSocketReceiver {
     type Item = Result<Message, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.shared.link.poll_recv(cx)
+        let this = self.get_mut();
+        this.shared.link.poll_recv(&mut this.batch, cx)
     }
 }
 
 impl Stream for WebSocket {
     type Item = Result<Message, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.info().link.poll_recv(cx)
+        self.get_mut().poll_recv(cx)
     }
 }
 
