@@ -443,11 +443,7 @@ impl WebSocket {
     }
 
     fn info(&self) -> &Shared {
-        match &self.shared {
-            Some(shared) => shared,
-            // Taken only by `split` and `drop`, which consume it.
-            None => unreachable!("a WebSocket holds its state until split or dropped"),
-        }
+        held(&self.shared)
     }
 
     /// The next text or binary message; `None` once the connection has
@@ -460,11 +456,8 @@ impl WebSocket {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        match &self.shared {
-            Some(shared) => shared.link.poll_recv(&mut self.batch, cx),
-            // Taken only by `split` and `drop`, which consume it.
-            None => unreachable!("a WebSocket holds its state until split or dropped"),
-        }
+        // The field, not `info()`: the batch is borrowed beside it.
+        held(&self.shared).link.poll_recv(&mut self.batch, cx)
     }
 
     /// Sends a message, waiting while the outgoing queue is at its
@@ -536,6 +529,15 @@ impl WebSocket {
     }
 }
 
+/// A `WebSocket`'s state: taken only by `split` and `drop`, which consume
+/// the `WebSocket`, so it is there whenever a method runs.
+fn held(shared: &Option<Arc<Shared>>) -> &Arc<Shared> {
+    match shared {
+        Some(shared) => shared,
+        None => unreachable!("a WebSocket holds its state until split or dropped"),
+    }
+}
+
 impl WebSocketReceiver {
     accessors!();
 
@@ -545,7 +547,11 @@ impl WebSocketReceiver {
 
     /// As [`WebSocket::recv`]. Cancel-safe.
     pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
-        poll_fn(|cx| self.shared.link.poll_recv(&mut self.batch, cx))
+        poll_fn(|cx| self.poll_recv(cx))
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.shared.link.poll_recv(&mut self.batch, cx)
     }
 }
 
@@ -698,8 +704,7 @@ pub(crate) fn payload_len(message: &Message) -> usize {
 impl Stream for WebSocketReceiver {
     type Item = Result<Message, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        this.shared.link.poll_recv(&mut this.batch, cx)
+        self.get_mut().poll_recv(cx)
     }
 }
 
