@@ -479,15 +479,12 @@ mod tests {
 
     #[test]
     fn small_and_large_frames_leave_in_the_order_they_were_pushed() {
-        let outbox = Outbox::default();
-        let limits = OutboxLimits::default();
-        let (a, b, large, d) = (frame(10, 1), frame(20, 2), frame(5000, 3), frame(30, 4));
-        for f in [&a, &b, &large, &d] {
-            assert_eq!(outbox.push(f, &limits), Pushed::Queued);
-        }
-        assert_eq!(outbox.queued_bytes(), wire(&[&a, &b, &large, &d]).len());
+        let frames = [frame(10, 1), frame(20, 2), frame(5000, 3), frame(30, 4)];
+        let outbox = holding(&frames);
+        let [a, b, large, d] = &frames;
+        assert_eq!(outbox.queued_bytes(), wire(&[a, b, large, d]).len());
         let (bytes, runs, more) = drain(&outbox, usize::MAX);
-        assert_eq!(bytes, wire(&[&a, &b, &large, &d]));
+        assert_eq!(bytes, wire(&[a, b, large, d]));
         // The run before the large frame was sealed; the last is a run.
         assert_eq!(runs, [false, false, true]);
         assert!(!more);
@@ -510,22 +507,19 @@ mod tests {
 
     #[test]
     fn a_sealed_run_is_split_at_a_frame_boundary_too() {
-        let outbox = Outbox::default();
-        let limits = OutboxLimits::default();
-        let (a, b, large) = (frame(100, 1), frame(100, 2), frame(2000, 3));
-        for f in [&a, &b, &large] {
-            outbox.push(f, &limits);
-        }
+        let frames = [frame(100, 1), frame(100, 2), frame(2000, 3)];
+        let outbox = holding(&frames);
+        let [a, b, large] = &frames;
         let (bytes, _, more) = drain(&outbox, 150);
-        assert_eq!(bytes, wire(&[&a]));
+        assert_eq!(bytes, wire(&[a]));
         assert!(more);
         let (bytes, _, more) = drain(&outbox, 150);
-        assert_eq!(bytes, wire(&[&b]), "the large frame does not fit after it");
+        assert_eq!(bytes, wire(&[b]), "the large frame does not fit after it");
         assert!(more);
         let (bytes, _, more) = drain(&outbox, 150);
         assert_eq!(
             bytes,
-            wire(&[&large]),
+            wire(&[large]),
             "the first frame goes whatever its size"
         );
         assert!(!more);
