@@ -239,9 +239,8 @@ impl Window {
 /// `end` is one timer for the whole run, registered once and then only
 /// polled: a timeout per read would add a timer entry and remove it again
 /// for every read, work done on the cores the server under test shares.
-async fn before_end<F: Future>(end: Pin<&mut Sleep>, io: F) -> Option<F::Output> {
+async fn before_end<F: Future>(mut end: Pin<&mut Sleep>, io: F) -> Option<F::Output> {
     let mut io = pin!(io);
-    let mut end = end;
     poll_fn(|cx| {
         if let Poll::Ready(out) = io.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
