@@ -10,7 +10,6 @@
 //! someone joins or leaves; without it, nothing but the clients' messages is
 //! ever sent.
 
-use futures_util::StreamExt;
 use ws_server::{Hub, Message, Publication, Server, WebSocket};
 
 #[tokio::main]
@@ -38,10 +37,12 @@ async fn main() -> std::io::Result<()> {
                 let notice = format!("* {} joined {room}", member.id());
                 let _ = hub.publish(Publication::room(&room, notice).except(member.id()));
             }
-            while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(_) | Message::Binary(_) = message {
-                    let _ = hub.to_room(&room, message);
-                }
+            // Everything that arrived together is published together: each
+            // member's queue takes the batch under one lock.
+            let mut batch = Vec::new();
+            while let Ok(1..) = ws.recv_many(&mut batch, 64).await {
+                batch.retain(Message::is_data);
+                let _ = hub.to_room_many(&room, batch.drain(..));
             }
             if presence {
                 let notice = format!("* {} left {room}", member.id());

@@ -424,6 +424,63 @@ impl Hub {
         Ok(delivery)
     }
 
+    /// Publishes several messages at once: as [`publish`](Self::publish)
+    /// for each, in order, with each member's queue taking all of its
+    /// messages under one lock rather than one each. A handler that
+    /// receives with [`WebSocket::recv_many`] publishes what one read
+    /// brought this way.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NotData`] if any message is a control or close message;
+    /// nothing is delivered then.
+    pub fn publish_many(
+        &self,
+        publications: impl IntoIterator<Item = Publication>,
+    ) -> Result<Delivery, SendError> {
+        let publications: Vec<Publication> = publications.into_iter().collect();
+        let framed = publications
+            .iter()
+            .map(|p| Framed::new(&p.audience, p.except, &p.message))
+            .collect::<Result<Vec<_>, _>>()?;
+        let delivery = self.deliver_framed(&framed);
+        if let Some(backplane) = &self.inner.backplane {
+            for publication in publications {
+                backplane.forward(&Publication {
+                    except: None,
+                    ..publication
+                });
+            }
+        }
+        Ok(delivery)
+    }
+
+    /// Sends `messages` to the members of `room`, in order: as
+    /// [`publish_many`](Self::publish_many) of [`Publication::room`]s.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish_many`](Self::publish_many).
+    pub fn to_room_many(
+        &self,
+        room: &str,
+        messages: impl IntoIterator<Item = Message>,
+    ) -> Result<Delivery, SendError> {
+        let audience = Audience::Room(room.to_owned());
+        let messages: Vec<Message> = messages.into_iter().collect();
+        let framed = messages
+            .iter()
+            .map(|message| Framed::new(&audience, None, message))
+            .collect::<Result<Vec<_>, _>>()?;
+        let delivery = self.deliver_framed(&framed);
+        if let Some(backplane) = &self.inner.backplane {
+            for message in messages {
+                backplane.forward(&Publication::room(room, message));
+            }
+        }
+        Ok(delivery)
+    }
+
     /// Delivers `publication` to this hub's members only: what a
     /// [`Backplane`] calls with publications from other instances.
     ///
@@ -431,17 +488,39 @@ impl Hub {
     ///
     /// [`SendError::NotData`] for a control or close message.
     pub fn deliver(&self, publication: &Publication) -> Result<Delivery, SendError> {
-        let frame = SharedFrame::new(&publication.message)?;
+        let framed = Framed::new(
+            &publication.audience,
+            publication.except,
+            &publication.message,
+        )?;
+        Ok(self.deliver_framed(std::slice::from_ref(&framed)))
+    }
+
+    /// Delivers framed publications, in order, under one lock of the hub.
+    /// A run of publications for the same audience is offered to each of
+    /// its members with one push (one lock of the member's queue).
+    fn deliver_framed(&self, framed: &[Framed<'_>]) -> Delivery {
         let limits = &self.inner.limits;
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
         let mut state = self.lock();
-        {
+        let mut rest = framed;
+        while let Some(first) = rest.first() {
+            let same = rest
+                .iter()
+                .take_while(|f| {
+                    std::ptr::eq(f.audience, first.audience) || f.audience == first.audience
+                })
+                .count();
+            let (run, after) = rest.split_at(same);
+            rest = after;
             let mut offer = |id: MemberId, outbox: &Outbox| {
-                if publication.except == Some(id) {
-                    return;
-                }
-                match outbox.push(&frame, limits) {
+                let mut disconnected = false;
+                let frames = run
+                    .iter()
+                    .filter(|f| f.except != Some(id))
+                    .map(|f| &f.frame);
+                outbox.push_many(frames, limits, |pushed| match pushed {
                     Pushed::Queued => delivery.queued += 1,
                     Pushed::DroppedNewest => delivery.dropped += 1,
                     Pushed::DroppedOldest(_) => {
@@ -450,11 +529,14 @@ impl Hub {
                     }
                     _ => {
                         delivery.disconnected += 1;
-                        gone.push(id);
+                        disconnected = true;
                     }
+                });
+                if disconnected {
+                    gone.push(id);
                 }
             };
-            match &publication.audience {
+            match first.audience {
                 Audience::All => {
                     for (id, entry) in &state.members {
                         offer(*id, &entry.outbox);
@@ -479,7 +561,28 @@ impl Hub {
                 .fetch_add(delivery.dropped as u64, Ordering::Relaxed);
             tracing::debug!(?delivery, "slow consumers");
         }
-        Ok(delivery)
+        delivery
+    }
+}
+
+/// A publication with its frame encoded, ready to be offered.
+struct Framed<'a> {
+    audience: &'a Audience,
+    except: Option<MemberId>,
+    frame: SharedFrame,
+}
+
+impl<'a> Framed<'a> {
+    fn new(
+        audience: &'a Audience,
+        except: Option<MemberId>,
+        message: &Message,
+    ) -> Result<Self, SendError> {
+        Ok(Self {
+            audience,
+            except,
+            frame: SharedFrame::new(message)?,
+        })
     }
 }
 

@@ -209,6 +209,82 @@ impl Link {
         Poll::Pending
     }
 
+    /// Appends received messages to `out`, at most `limit` (none if 0):
+    /// every one ready now, from the receiver's `batch` and then the queue,
+    /// under one lock. `Ready(Ok(0))` once the driver has ended and
+    /// everything queued was taken; `Pending` while nothing is ready. An
+    /// error is returned on its own, by the call that finds it first: after
+    /// messages, it is left for the next call. Cancel-safe, as
+    /// [`poll_recv`](Self::poll_recv).
+    pub(crate) fn poll_recv_many(
+        &self,
+        batch: &mut Batch,
+        out: &mut Vec<Message>,
+        limit: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<usize, Error>> {
+        if limit == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let batch = &mut batch.0;
+        let mut taken = 0;
+        // Without the lock, as `poll_recv`: all but the batch's last.
+        while taken < limit && batch.len() > 1 && matches!(batch.front(), Some(Ok(_))) {
+            if let Some(Ok(message)) = batch.pop_front() {
+                out.push(message);
+                taken += 1;
+            }
+        }
+        let mut guard = lock(&self.incoming);
+        let incoming = &mut *guard;
+        let mut error = None;
+        while taken < limit {
+            let source = if batch.is_empty() {
+                &mut incoming.queue
+            } else {
+                &mut *batch
+            };
+            match source.front() {
+                Some(Ok(_)) => {
+                    if let Some(Ok(message)) = source.pop_front() {
+                        out.push(message);
+                        taken += 1;
+                    }
+                }
+                Some(Err(_)) if taken == 0 => {
+                    error = source.pop_front().and_then(Result::err);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if batch.capacity() > 0 && batch.is_empty() {
+            // An empty batch holds no buffer, as in `poll_recv`.
+            if incoming.queue.capacity() == 0 {
+                std::mem::swap(&mut incoming.queue, batch);
+            } else {
+                *batch = VecDeque::new();
+            }
+        }
+        incoming.held = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        if taken > 0 || error.is_some() {
+            let wake = std::mem::take(&mut incoming.driver_waiting);
+            drop(guard);
+            if wake {
+                self.wake_driver();
+            }
+            return Poll::Ready(error.map_or(Ok(taken), Err));
+        }
+        if incoming.closed {
+            return Poll::Ready(Ok(0));
+        }
+        match &mut incoming.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     /// The receiver was dropped.
     pub(crate) fn drop_receiver(&self) {
         let mut incoming = lock(&self.incoming);
@@ -743,6 +819,103 @@ mod tests {
         // The buffer went back to the queue, which the driver frees when idle.
         link.release_idle_buffers();
         assert_eq!(lock(&link.incoming).queue.capacity(), 0);
+    }
+
+    /// Receives up to `limit` messages; their texts, or the error.
+    fn received_many(
+        link: &Link,
+        taken: &mut Batch,
+        limit: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Vec<String>, Error>> {
+        let mut out = Vec::new();
+        link.poll_recv_many(taken, &mut out, limit, cx).map_ok(|n| {
+            assert_eq!(n, out.len());
+            out.iter()
+                .map(|m| match m {
+                    Message::Text(text) => text.as_str().to_owned(),
+                    _ => panic!("expected a text message"),
+                })
+                .collect()
+        })
+    }
+
+    fn texts(poll: Poll<Result<Vec<String>, Error>>) -> Vec<String> {
+        match poll {
+            Poll::Ready(Ok(texts)) => texts,
+            _ => panic!("expected messages"),
+        }
+    }
+
+    #[test]
+    fn recv_many_takes_what_is_ready_up_to_its_limit_from_the_batch_then_the_queue() {
+        let (link, waker, mut taken) = receiving(4);
+        let mut cx = Context::from_waker(&waker);
+        deliver(&link, &["a", "b", "c"]);
+        // One message at a time first: "b" and "c" wait in the batch.
+        assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "a");
+        deliver(&link, &["d"]);
+        assert!(texts(received_many(&link, &mut taken, 0, &mut cx)).is_empty());
+        assert_eq!(
+            texts(received_many(&link, &mut taken, 3, &mut cx)),
+            ["b", "c", "d"]
+        );
+        assert!(matches!(link.room(), Room::Free(4)));
+        assert!(link.drained());
+        deliver(&link, &["e", "f", "g"]);
+        assert_eq!(
+            texts(received_many(&link, &mut taken, 2, &mut cx)),
+            ["e", "f"]
+        );
+        // "g" is still queued, and counted.
+        assert!(matches!(link.room(), Room::Free(3)));
+        assert_eq!(texts(received_many(&link, &mut taken, 64, &mut cx)), ["g"]);
+        assert!(received_many(&link, &mut taken, 64, &mut cx).is_pending());
+        link.shut();
+        assert!(texts(received_many(&link, &mut taken, 64, &mut cx)).is_empty());
+    }
+
+    #[test]
+    fn recv_many_returns_an_error_on_its_own_after_the_messages_before_it() {
+        // The error at the queue's front, or left last in the batch.
+        for split in [false, true] {
+            let (link, waker, mut taken) = receiving(4);
+            let mut cx = Context::from_waker(&waker);
+            let mut batch: VecDeque<Received> = [
+                Ok(text("a")),
+                Ok(text("b")),
+                Ok(text("c")),
+                Err(Error::ConnectionLost),
+            ]
+            .into();
+            link.deliver(&mut batch);
+            link.shut();
+            let first = if split {
+                assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "a");
+                vec!["b", "c"]
+            } else {
+                vec!["a", "b", "c"]
+            };
+            assert_eq!(texts(received_many(&link, &mut taken, 64, &mut cx)), first);
+            assert!(matches!(
+                received_many(&link, &mut taken, 64, &mut cx),
+                Poll::Ready(Err(Error::ConnectionLost))
+            ));
+            assert!(link.drained());
+            assert!(texts(received_many(&link, &mut taken, 64, &mut cx)).is_empty());
+        }
+    }
+
+    #[test]
+    fn recv_many_wakes_a_driver_waiting_for_room() {
+        let (link, waker, mut taken) = receiving(2);
+        let mut cx = Context::from_waker(&waker);
+        deliver(&link, &["a", "b"]);
+        assert!(matches!(link.room(), Room::Free(0)));
+        assert!(!link.take_notified());
+        assert_eq!(texts(received_many(&link, &mut taken, 1, &mut cx)), ["a"]);
+        assert!(link.take_notified());
+        assert!(matches!(link.room(), Room::Free(1)));
     }
 
     #[test]

@@ -247,6 +247,40 @@ impl Queue {
     }
 }
 
+/// Offers one frame to a locked queue under `limits`. Returns what became
+/// of it, and how many frames it made the queue drop: the frame itself, or
+/// older ones, or (evicting the connection) every queued one and itself.
+fn offer(queue: &mut Queue, frame: &Bytes, limits: &OutboxLimits) -> (Pushed, u64) {
+    if queue.closed || queue.evicted.is_some() {
+        return (Pushed::Disconnected, 0);
+    }
+    let len = frame.len();
+    let fits = |q: &Queue| {
+        q.frames == 0 || (q.bytes + len <= limits.max_bytes && q.frames < limits.max_frames)
+    };
+    let mut outcome = (Pushed::Queued, 0);
+    if !fits(queue) {
+        match limits.policy {
+            SlowConsumer::DropNewest => return (Pushed::DroppedNewest, 1),
+            SlowConsumer::DropOldest => {
+                let mut dropped = 0;
+                while !fits(queue) && queue.pop_oldest() {
+                    dropped += 1;
+                }
+                outcome = (Pushed::DroppedOldest(dropped), dropped as u64);
+            }
+            SlowConsumer::Disconnect(code) => {
+                let discarded = queue.frames as u64;
+                queue.clear();
+                queue.evicted = Some(code);
+                return (Pushed::Disconnected, discarded + 1);
+            }
+        }
+    }
+    queue.push(frame);
+    outcome
+}
+
 /// What [`Outbox::drain`] hands the driver, in order.
 pub(crate) enum Piece<'a> {
     /// A large frame, or a sealed run of small ones.
@@ -274,49 +308,44 @@ pub struct Outbox {
 impl Outbox {
     /// Offers a frame under `limits`.
     pub fn push(&self, frame: &SharedFrame, limits: &OutboxLimits) -> Pushed {
-        let len = frame.len();
+        let mut pushed = Pushed::Disconnected;
+        self.push_many([frame], limits, |outcome| pushed = outcome);
+        pushed
+    }
+
+    /// Offers several frames under `limits`, in order, under one lock of
+    /// the queue rather than one each, and calls `each` with what became of
+    /// each frame. A publisher with many frames for one connection pays
+    /// for the lock, which the connection's driver also takes, once.
+    pub fn push_many<'a>(
+        &self,
+        frames: impl IntoIterator<Item = &'a SharedFrame>,
+        limits: &OutboxLimits,
+        mut each: impl FnMut(Pushed),
+    ) {
         let mut queue = self.lock();
-        if queue.closed || queue.evicted.is_some() {
-            return Pushed::Disconnected;
+        let mut wake = false;
+        let mut dropped = 0;
+        for frame in frames {
+            let (outcome, lost) = offer(&mut queue, &frame.bytes, limits);
+            dropped += lost;
+            wake |= match outcome {
+                // The driver drains the whole queue each time it wakes, so
+                // only the first frame of a batch needs to wake it.
+                Pushed::Queued | Pushed::DroppedOldest(_) => queue.frames == 1,
+                // Evicted now: the driver acts on it.
+                Pushed::Disconnected => lost > 0,
+                _ => false,
+            };
+            each(outcome);
         }
-        let fits = |q: &Queue| {
-            q.frames == 0 || (q.bytes + len <= limits.max_bytes && q.frames < limits.max_frames)
-        };
-        let mut outcome = Pushed::Queued;
-        if !fits(&queue) {
-            match limits.policy {
-                SlowConsumer::DropNewest => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    return Pushed::DroppedNewest;
-                }
-                SlowConsumer::DropOldest => {
-                    let mut dropped = 0;
-                    while !fits(&queue) && queue.pop_oldest() {
-                        dropped += 1;
-                    }
-                    self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-                    outcome = Pushed::DroppedOldest(dropped);
-                }
-                SlowConsumer::Disconnect(code) => {
-                    let discarded = queue.frames as u64;
-                    queue.clear();
-                    queue.evicted = Some(code);
-                    drop(queue);
-                    self.dropped.fetch_add(discarded + 1, Ordering::Relaxed);
-                    self.wake();
-                    return Pushed::Disconnected;
-                }
-            }
-        }
-        queue.push(&frame.bytes);
-        let first = queue.frames == 1;
         drop(queue);
-        if first {
-            // The driver drains the whole queue each time it wakes, so only
-            // the first frame of a batch needs to wake it.
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        if wake {
             self.wake();
         }
-        outcome
     }
 
     /// Frames dropped by the slow-consumer policy so far, including those
@@ -603,6 +632,50 @@ mod tests {
         assert_eq!(outbox.push(&f, &limits), Pushed::DroppedNewest);
         let (bytes, _, _) = drain(&outbox, usize::MAX);
         assert_eq!(bytes, wire(&[&f, &f]));
+    }
+
+    /// Pushes `frames` with one `push_many`: what became of each.
+    fn push_many(outbox: &Outbox, frames: &[SharedFrame], limits: &OutboxLimits) -> Vec<Pushed> {
+        let mut outcomes = Vec::new();
+        outbox.push_many(frames, limits, |pushed| outcomes.push(pushed));
+        outcomes
+    }
+
+    #[test]
+    fn push_many_applies_the_limits_to_each_frame_in_order() {
+        let frames: Vec<_> = (0..3).map(|i| frame(10, i)).collect();
+        let outbox = Outbox::default();
+        let outcomes = push_many(&outbox, &frames, &limits(2, SlowConsumer::DropNewest));
+        assert_eq!(
+            outcomes,
+            [Pushed::Queued, Pushed::Queued, Pushed::DroppedNewest]
+        );
+        let outcomes = push_many(&outbox, &frames, &limits(2, SlowConsumer::DropOldest));
+        assert_eq!(outcomes, [Pushed::DroppedOldest(1); 3]);
+        assert_eq!(outbox.dropped(), 4);
+        let (bytes, _, _) = drain(&outbox, usize::MAX);
+        assert_eq!(bytes, wire(&[&frames[1], &frames[2]]));
+    }
+
+    #[test]
+    fn push_many_disconnects_once_and_refuses_the_rest() {
+        let frames: Vec<_> = (0..4).map(|i| frame(10, i)).collect();
+        let outbox = Outbox::default();
+        let code = CloseCode::POLICY_VIOLATION;
+        let outcomes = push_many(&outbox, &frames, &limits(2, SlowConsumer::Disconnect(code)));
+        assert_eq!(
+            outcomes,
+            [
+                Pushed::Queued,
+                Pushed::Queued,
+                Pushed::Disconnected,
+                Pushed::Disconnected
+            ]
+        );
+        // The two queued frames were discarded, and the third was not taken.
+        assert_eq!(outbox.dropped(), 3);
+        assert!(outbox.is_closed());
+        assert_eq!(outbox.drain(usize::MAX, |_| {}).err(), Some(code));
     }
 
     #[test]

@@ -460,6 +460,36 @@ impl WebSocket {
         held(&self.shared).link.poll_recv(&mut self.batch, cx)
     }
 
+    /// Receives every text or binary message that has arrived, at most
+    /// `limit`, appending them to `buffer` (as Tokio's
+    /// `mpsc::Receiver::recv_many`); waits only while none has. Returns how
+    /// many were appended: 0 once the connection has closed cleanly, or if
+    /// `limit` is 0.
+    ///
+    /// Messages that arrived together (a client sends faster than the
+    /// handler takes them) are taken under one lock, and can be handled as
+    /// one batch: `ws_server::Hub::to_room_many` publishes them with one
+    /// push per recipient.
+    ///
+    /// Cancel-safe: used in `tokio::select!`, a message is never lost.
+    ///
+    /// # Errors
+    ///
+    /// Why the connection did not close cleanly, as [`recv`](Self::recv)
+    /// reports it: returned by a call of its own, after the messages that
+    /// came before it, and followed by `Ok(0)`.
+    pub fn recv_many<'a>(
+        &'a mut self,
+        buffer: &'a mut Vec<Message>,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, Error>> + 'a {
+        poll_fn(move |cx| {
+            held(&self.shared)
+                .link
+                .poll_recv_many(&mut self.batch, buffer, limit, cx)
+        })
+    }
+
     /// Sends a message, waiting while the outgoing queue is at its
     /// high-water mark.
     ///
@@ -552,6 +582,23 @@ impl WebSocketReceiver {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         self.shared.link.poll_recv(&mut self.batch, cx)
+    }
+
+    /// As [`WebSocket::recv_many`]. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::recv_many`].
+    pub fn recv_many<'a>(
+        &'a mut self,
+        buffer: &'a mut Vec<Message>,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, Error>> + 'a {
+        poll_fn(move |cx| {
+            self.shared
+                .link
+                .poll_recv_many(&mut self.batch, buffer, limit, cx)
+        })
     }
 }
 

@@ -20,7 +20,8 @@ const LIMIT: Duration = Duration::from_secs(30);
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A broadcast server like `examples/broadcast_server.rs`: the room is the
-/// path, and every message goes to the whole room, sender included.
+/// path, and every message goes to the whole room, sender included, each
+/// read's messages published at once.
 async fn start(hub: Hub) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -31,10 +32,11 @@ async fn start(hub: Hub) -> (SocketAddr, oneshot::Sender<()>) {
             let room = ws.path().to_owned();
             let member = hub.register(&ws).unwrap();
             member.join(&room);
-            while let Some(Ok(message)) = ws.next().await {
-                if message.is_data() {
-                    hub.to_room(&room, message).unwrap();
-                }
+            // What arrived together is published together.
+            let mut batch = Vec::new();
+            while let Ok(1..) = ws.recv_many(&mut batch, 64).await {
+                batch.retain(Message::is_data);
+                hub.to_room_many(&room, batch.drain(..)).unwrap();
             }
         }
     };
@@ -230,6 +232,38 @@ async fn skip_sid_leaves_one_member_out() {
         "really all",
         "the sender skipped both earlier messages"
     );
+
+    // Several publications at once: each one's audience and exception, in
+    // one order. A control message among them refuses them all.
+    assert!(matches!(
+        hub.publish_many([
+            Publication::all("refused"),
+            Publication::all(Message::Ping(Default::default())),
+        ]),
+        Err(ws_server::proto::SendError::NotData)
+    ));
+    let delivery = hub
+        .publish_many([
+            Publication::all("many 1"),
+            Publication::all("many 2").except(sender_id),
+            Publication::room("/", "many 3"),
+            Publication::room("/elsewhere", "nobody"),
+            Publication::room("/", "many 4").except(sender_id),
+            Publication::all("many 5"),
+        ])
+        .unwrap();
+    assert_eq!(delivery.queued, 2 + 1 + 2 + 1 + 2);
+    for (ws, expected) in [
+        (
+            &mut listener_ws,
+            &["many 1", "many 2", "many 3", "many 4", "many 5"][..],
+        ),
+        (&mut sender, &["many 1", "many 3", "many 5"][..]),
+    ] {
+        for text in expected {
+            assert_eq!(next_text(ws).await, *text);
+        }
+    }
 }
 
 /// Publishes `batches` batches of 8 messages of 4 KiB to `room`, waiting

@@ -526,3 +526,49 @@ async fn section_7_1_7_messages_before_a_violation_are_answered_before_the_1002(
     assert_eq!(after[4], 0x88, "then the close: {after:x?}");
     assert_eq!(&after[6..8], &[0x03, 0xEA], "with 1002: {after:x?}");
 }
+
+#[tokio::test]
+async fn recv_many_takes_a_read_s_messages_then_reports_the_violation_on_its_own() {
+    // What each `recv_many` returned: its count or error, and the texts.
+    type Report = (Result<usize, String>, Vec<String>);
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel::<Report>();
+    let handler = move |mut ws: WebSocket| {
+        let report = report.clone();
+        async move {
+            let mut batch = Vec::new();
+            loop {
+                let outcome = ws.recv_many(&mut batch, 64).await;
+                let end = matches!(outcome, Ok(0));
+                let texts = batch.drain(..).map(|m| m.as_text().unwrap().to_owned());
+                let _ = report.send((outcome.map_err(|e| e.to_string()), texts.collect()));
+                if end {
+                    break;
+                }
+            }
+        }
+    };
+    let (addr, _stop) = start(quiet(), handler).await;
+    let mut stream = raw_upgrade(addr, &upgrade_request("")).await;
+    // In one write: three text frames (masked with 0, which leaves them as
+    // they are), then a frame with RSV2 set.
+    let mut frames = Vec::new();
+    for text in [b'a', b'b', b'c'] {
+        frames.extend_from_slice(&[0x81, 0x80 | 1, 0, 0, 0, 0, text]);
+    }
+    frames.extend_from_slice(&[0x81 | 0x20, 0x80, 1, 2, 3, 4]);
+    stream.write_all(&frames).await.unwrap();
+    let mut next = async || timeout(LIMIT, reports.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        next().await,
+        (Ok(3), vec!["a".into(), "b".into(), "c".into()])
+    );
+    let (error, texts) = next().await;
+    assert!(texts.is_empty());
+    assert!(
+        error
+            .as_ref()
+            .is_err_and(|e| e.starts_with("protocol error")),
+        "{error:?}"
+    );
+    assert_eq!(next().await, (Ok(0), vec![]));
+}
