@@ -40,7 +40,7 @@ async fn main() -> std::io::Result<()> {
             // Everything that arrived together is published together: each
             // member's queue takes the batch under one lock.
             let mut batch = Vec::new();
-            while let Ok(1..) = ws.recv_many(&mut batch, 64).await {
+            while let Ok(1..) = ws.recv_many(&mut batch, 16).await {
                 batch.retain(Message::is_data);
                 let _ = hub.to_room_many(&room, batch.drain(..));
             }

@@ -9,7 +9,6 @@
 
 use std::process::ExitCode;
 
-use futures_util::StreamExt;
 use ws_server::{Server, TlsConfig, WebSocket};
 
 #[tokio::main]
@@ -31,10 +30,12 @@ async fn main() -> ExitCode {
     }
 
     let echo = |mut ws: WebSocket| async move {
-        // `next()` yields text and binary messages; pings are answered and
-        // the closing handshake completed by the server itself.
-        while let Some(Ok(message)) = ws.next().await {
-            if ws.send(message).await.is_err() {
+        // `recv_many` yields the text and binary messages that have arrived
+        // (pings are answered and the closing handshake completed by the
+        // server itself); `send_many` queues them back together.
+        let mut batch = Vec::new();
+        while let Ok(1..) = ws.recv_many(&mut batch, 16).await {
+            if ws.send_many(&mut batch).await.is_err() {
                 break;
             }
         }

@@ -327,6 +327,64 @@ impl Link {
         Ok(())
     }
 
+    /// Queues messages from the front of `messages` under one lock, as
+    /// [`try_send`](Self::try_send) would one by one, and removes them.
+    /// `units` gives the budget a message holds, or `None` for one that is
+    /// not for this queue as it is (a close): the queuing stops before it.
+    /// `Ready(Ok)` once `messages` is empty or starts with such a message;
+    /// `Pending` (the sender woken when budget frees up) while the budget
+    /// holds back the rest.
+    pub(crate) fn poll_send_many(
+        &self,
+        messages: &mut Vec<Message>,
+        units: impl Fn(&Message) -> Option<usize>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.closed {
+            return Poll::Ready(Err(Error::Closed(None)));
+        }
+        let first = outgoing.queue.is_empty();
+        let mut taken = 0;
+        let mut full = false;
+        for message in messages.iter() {
+            let Some(units) = units(message) else {
+                break;
+            };
+            if outgoing.queued > 0 && outgoing.queued + units > self.high_water() {
+                full = true;
+                break;
+            }
+            outgoing.queued += units;
+            taken += 1;
+        }
+        if taken == messages.len() && taken == 1 {
+            // One message (an echo at one in flight): no drain to set up.
+            if let Some(message) = messages.pop() {
+                let units = units(&message).unwrap_or(0);
+                outgoing.queue.push_back(Command::Send(message, units));
+            }
+        } else {
+            for message in messages.drain(..taken) {
+                let units = units(&message).unwrap_or(0);
+                outgoing.queue.push_back(Command::Send(message, units));
+            }
+        }
+        if full && !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            outgoing.waiters.push(cx.waker().clone());
+        }
+        drop(outgoing);
+        if first && taken > 0 {
+            // As `push_locked`: only the first command of a batch wakes.
+            self.wake_driver();
+        }
+        if full {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+
     /// Whether a message of one unit would be queued now; otherwise the
     /// sender is woken when budget frees up.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -622,6 +680,50 @@ mod tests {
         assert_eq!(link.queued(), 0);
         assert_eq!(wakes.count(), 1, "the waiting sender was woken");
         assert!(link.try_send(text("12345678"), 8, None).is_ok());
+    }
+
+    #[test]
+    fn send_many_queues_as_the_budget_allows_and_stops_before_a_close() {
+        let link = Link::new(4, 10);
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
+        let mut cx = Context::from_waker(&waker);
+        let units = |m: &Message| match m {
+            Message::Close(_) => None,
+            m => Some(crate::websocket::payload_len(m)),
+        };
+        let mut messages = vec![text("1234"), text("5678"), text("90"), text("x")];
+        // 4 + 4 + 2 fit in 10; "x" waits, and the sender with it.
+        assert!(
+            link.poll_send_many(&mut messages, units, &mut cx)
+                .is_pending()
+        );
+        assert_eq!(messages.len(), 1);
+        assert_eq!(link.queued(), 10);
+        assert!(link.take_notified(), "the first push wakes the driver");
+        let mut taken = VecDeque::new();
+        link.take_commands(|| &mut taken, usize::MAX);
+        let sent: Vec<_> = taken
+            .drain(..)
+            .map(|c| match c {
+                Command::Send(Message::Text(t), _) => t.as_str().to_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, ["1234", "5678", "90"]);
+        assert_eq!(wakes.count(), 1, "the waiting sender was woken");
+        messages.extend([Message::Close(None), text("after")]);
+        assert!(
+            link.poll_send_many(&mut messages, units, &mut cx)
+                .is_ready()
+        );
+        assert_eq!(messages.len(), 2, "stopped before the close");
+        assert_eq!(link.queued(), 1);
+        link.close(None).unwrap();
+        assert!(matches!(
+            link.poll_send_many(&mut messages, units, &mut cx),
+            Poll::Ready(Err(Error::Closed(None)))
+        ));
     }
 
     #[test]

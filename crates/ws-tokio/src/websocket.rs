@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use std::future::poll_fn;
@@ -506,6 +506,27 @@ impl WebSocket {
         SendMessage::new(self.info(), message.into())
     }
 
+    /// Sends every message in `messages`, in order, leaving it empty;
+    /// waits while the outgoing queue is at its high-water mark. As many as
+    /// the queue has room for are queued under one lock, rather than one
+    /// each: with [`recv_many`](Self::recv_many), a relay or an echo sends
+    /// what arrived together at about the cost of one message.
+    ///
+    /// Cancel-safe: when cancelled, the messages not yet queued are still
+    /// in `messages`, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), for the first message that cannot be
+    /// queued: it is removed, and the messages after it are left in
+    /// `messages`.
+    pub fn send_many<'a>(
+        &'a mut self,
+        messages: &'a mut Vec<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        poll_fn(move |cx| poll_send_many(self.info(), messages, cx))
+    }
+
     /// Sends a text message.
     ///
     /// # Errors
@@ -643,6 +664,18 @@ impl WebSocketSender {
         }
     }
 
+    /// As [`WebSocket::send_many`]. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send_many`].
+    pub fn send_many<'a>(
+        &'a self,
+        messages: &'a mut Vec<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        poll_fn(move |cx| poll_send_many(&self.shared, messages, cx))
+    }
+
     /// Starts the closing handshake without waiting for it to finish.
     ///
     /// # Errors
@@ -674,6 +707,31 @@ fn checked(message: Message) -> Result<Checked, Error> {
         }
         Message::Close(frame) => Ok(Checked::Close(frame)),
         message => Ok(Checked::Data(message)),
+    }
+}
+
+/// Queues `messages` from the front as the budget allows, under one lock
+/// of the queue for each run of them that goes in as it is.
+fn poll_send_many(
+    shared: &Shared,
+    messages: &mut Vec<Message>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    let units = |message: &Message| match message {
+        // Not queued as they are: see `checked`.
+        Message::Close(_) => None,
+        Message::Ping(data) | Message::Pong(data) if data.len() > 125 => None,
+        message => Some(cost(&shared.link, message)),
+    };
+    loop {
+        ready!(shared.link.poll_send_many(messages, units, cx))?;
+        if messages.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        // A close, or a control message too long to send.
+        if let Checked::Close(frame) = checked(messages.remove(0))? {
+            shared.link.close(frame)?;
+        }
     }
 }
 

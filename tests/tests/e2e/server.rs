@@ -572,3 +572,41 @@ async fn recv_many_takes_a_read_s_messages_then_reports_the_violation_on_its_own
     );
     assert_eq!(next().await, (Ok(0), vec![]));
 }
+
+#[tokio::test]
+async fn send_many_sends_in_order_and_a_close_among_them_ends_the_rest() {
+    // What `send_many` returned, and how many messages it left.
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let handler = move |mut ws: WebSocket| {
+        let report = report.clone();
+        async move {
+            let mut batch = vec![
+                Message::text("one"),
+                Message::binary(&b"two"[..]),
+                Message::Close(Some(ws_server::CloseFrame::new(CloseCode::NORMAL, "done"))),
+                Message::text("never"),
+            ];
+            let sent = ws.send_many(&mut batch).await;
+            let _ = report.send((format!("{sent:?}"), batch.len()));
+            while ws.recv().await.is_some() {}
+        }
+    };
+    let (addr, _stop) = start(quiet(), handler).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    while let Some(message) = timeout(LIMIT, ws.next()).await.unwrap() {
+        received.push(message.unwrap());
+    }
+    assert_eq!(received[0], TMessage::text("one"));
+    assert_eq!(received[1], TMessage::binary(&b"two"[..]));
+    match &received[2] {
+        TMessage::Close(Some(frame)) => assert_eq!(frame.reason.as_str(), "done"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(received.len(), 3);
+    let (sent, left) = reports.recv().await.unwrap();
+    assert_eq!(sent, "Err(Closed(None))");
+    assert_eq!(left, 1, "the message after the close is left");
+}
