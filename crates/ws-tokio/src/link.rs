@@ -80,6 +80,33 @@ struct Incoming {
     receiver_gone: bool,
 }
 
+impl Incoming {
+    /// Settles what the receiver holds, under the lock, once it has taken
+    /// what it could: an empty batch holds no buffer (the queue reuses it,
+    /// and the driver gives it back when idle, unless the queue has one),
+    /// and the driver learns how many items the batch still holds.
+    fn hold(&mut self, batch: &mut VecDeque<Received>) {
+        if batch.is_empty() && batch.capacity() > 0 {
+            if self.queue.capacity() == 0 {
+                std::mem::swap(&mut self.queue, batch);
+            } else {
+                *batch = VecDeque::new();
+            }
+        }
+        // At most the queue's bound plus an error: fits.
+        self.held = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    }
+
+    /// The receiver waits for the driver: keeps its waker (unless the one
+    /// kept already wakes the same task).
+    fn wait(&mut self, cx: &Context<'_>) {
+        match &mut self.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Outgoing {
     queue: VecDeque<Command>,
@@ -94,6 +121,14 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// A sender waits for budget: its waker joins the waiters (unless one
+    /// of them already wakes the same task).
+    fn wait(&mut self, cx: &Context<'_>) {
+        if !self.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            self.waiters.push(cx.waker().clone());
+        }
+    }
+
     /// No more sends: returns the senders waiting for budget, to be woken
     /// (once the lock is released) so that they see it.
     fn close(&mut self) -> Vec<Waker> {
@@ -180,32 +215,16 @@ impl Link {
             // the batch's buffer the queue's. A single item stays queued,
             // where the next call pops it as it would any.
             std::mem::swap(&mut incoming.queue, batch);
-        } else if batch.capacity() > 0 {
-            // An empty batch holds no buffer: the queue reuses it (the
-            // driver gives it back when idle), unless it has one.
-            if incoming.queue.capacity() == 0 {
-                std::mem::swap(&mut incoming.queue, batch);
-            } else {
-                *batch = VecDeque::new();
-            }
         }
-        // At most the queue's bound plus an error: fits.
-        incoming.held = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        incoming.hold(batch);
         if let Some(item) = item {
-            let wake = std::mem::take(&mut incoming.driver_waiting);
-            drop(incoming);
-            if wake {
-                self.wake_driver();
-            }
+            self.unlock_after_taking(incoming);
             return Poll::Ready(Some(item));
         }
         if incoming.closed {
             return Poll::Ready(None);
         }
-        match &mut incoming.receiver {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        incoming.wait(cx);
         Poll::Pending
     }
 
@@ -258,31 +277,26 @@ impl Link {
                 _ => break,
             }
         }
-        if batch.capacity() > 0 && batch.is_empty() {
-            // An empty batch holds no buffer, as in `poll_recv`.
-            if incoming.queue.capacity() == 0 {
-                std::mem::swap(&mut incoming.queue, batch);
-            } else {
-                *batch = VecDeque::new();
-            }
-        }
-        incoming.held = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        incoming.hold(batch);
         if taken > 0 || error.is_some() {
-            let wake = std::mem::take(&mut incoming.driver_waiting);
-            drop(guard);
-            if wake {
-                self.wake_driver();
-            }
+            self.unlock_after_taking(guard);
             return Poll::Ready(error.map_or(Ok(taken), Err));
         }
         if incoming.closed {
             return Poll::Ready(Ok(0));
         }
-        match &mut incoming.receiver {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        incoming.wait(cx);
         Poll::Pending
+    }
+
+    /// Unlocks the incoming queue after the receiver took from it, waking
+    /// the driver if it waits for room.
+    fn unlock_after_taking(&self, mut incoming: MutexGuard<'_, Incoming>) {
+        let wake = std::mem::take(&mut incoming.driver_waiting);
+        drop(incoming);
+        if wake {
+            self.wake_driver();
+        }
     }
 
     /// The receiver was dropped.
@@ -292,11 +306,8 @@ impl Link {
         incoming.queue = VecDeque::new();
         incoming.held = 0;
         incoming.receiver = None;
-        let wake = std::mem::take(&mut incoming.driver_waiting);
-        drop(incoming);
-        if wake {
-            self.wake_driver();
-        }
+        // Everything counts as taken now.
+        self.unlock_after_taking(incoming);
     }
 
     // ---- the senders' side ----
@@ -315,10 +326,8 @@ impl Link {
             return Err((message, Error::Closed(None)));
         }
         if outgoing.queued > 0 && outgoing.queued + units > self.high_water() {
-            if let Some(cx) = cx
-                && !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker()))
-            {
-                outgoing.waiters.push(cx.waker().clone());
+            if let Some(cx) = cx {
+                outgoing.wait(cx);
             }
             return Err((message, Error::Full));
         }
@@ -370,8 +379,8 @@ impl Link {
                 outgoing.queue.push_back(Command::Send(message, units));
             }
         }
-        if full && !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            outgoing.waiters.push(cx.waker().clone());
+        if full {
+            outgoing.wait(cx);
         }
         drop(outgoing);
         if first && taken > 0 {
@@ -395,9 +404,7 @@ impl Link {
         if outgoing.queued < self.high_water() {
             return Poll::Ready(Ok(()));
         }
-        if !outgoing.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            outgoing.waiters.push(cx.waker().clone());
-        }
+        outgoing.wait(cx);
         Poll::Pending
     }
 

@@ -317,6 +317,7 @@ impl Outbox {
     /// the queue rather than one each, and calls `each` with what became of
     /// each frame. A publisher with many frames for one connection pays
     /// for the lock, which the connection's driver also takes, once.
+    /// `each` runs while the queue is locked: it must not call this outbox.
     pub fn push_many<'a>(
         &self,
         frames: impl IntoIterator<Item = &'a SharedFrame>,

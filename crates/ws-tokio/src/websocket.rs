@@ -702,11 +702,22 @@ enum Checked {
 #[inline]
 fn checked(message: Message) -> Result<Checked, Error> {
     match message {
-        Message::Ping(data) | Message::Pong(data) if data.len() > 125 => {
-            Err(ws_proto::SendError::ControlFrameTooLong(data.len()).into())
-        }
+        message if queued_as_is(&message) => Ok(Checked::Data(message)),
         Message::Close(frame) => Ok(Checked::Close(frame)),
-        message => Ok(Checked::Data(message)),
+        message => Err(ws_proto::SendError::ControlFrameTooLong(payload_len(&message)).into()),
+    }
+}
+
+/// Whether a message goes into the command queue as it is: anything but a
+/// close, or a ping or pong over 125 bytes (RFC 6455 section 5.5: "All
+/// control frames MUST have a payload length of 125 bytes or less"), which
+/// [`checked`] sorts out.
+#[inline]
+fn queued_as_is(message: &Message) -> bool {
+    match message {
+        Message::Close(_) => false,
+        Message::Ping(data) | Message::Pong(data) => data.len() <= 125,
+        _ => true,
     }
 }
 
@@ -717,12 +728,7 @@ fn poll_send_many(
     messages: &mut Vec<Message>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
-    let units = |message: &Message| match message {
-        // Not queued as they are: see `checked`.
-        Message::Close(_) => None,
-        Message::Ping(data) | Message::Pong(data) if data.len() > 125 => None,
-        message => Some(cost(&shared.link, message)),
-    };
+    let units = |message: &Message| queued_as_is(message).then(|| cost(&shared.link, message));
     loop {
         ready!(shared.link.poll_send_many(messages, units, cx))?;
         if messages.is_empty() {
