@@ -116,31 +116,25 @@ impl FrameHeader {
 
     /// Appends the header to `out`, using the shortest length encoding.
     ///
-    /// The header is assembled on the stack and appended in one copy: a
-    /// small message's frame is mostly header, and per-byte appends would
-    /// cost more than the payload's copy.
+    /// Each piece is appended as an array of fixed size, which the compiler
+    /// copies in a move or two: a slice of varying length would cost a call
+    /// to `memcpy`, and a small message's frame is mostly header.
     pub fn encode(&self, out: &mut BytesMut) {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        header[0] = u8::from(self.fin) << 7 | (self.rsv & 0x7) << 4 | self.opcode.as_u8();
+        let b0 = u8::from(self.fin) << 7 | (self.rsv & 0x7) << 4 | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        let mut len = 2;
         match self.payload_len {
-            short @ 0..=125 => header[1] = mask_bit | short as u8,
+            short @ 0..=125 => out.extend_from_slice(&[b0, mask_bit | short as u8]),
             medium @ 126..=0xFFFF => {
-                header[1] = mask_bit | 126;
-                header[2..4].copy_from_slice(&(medium as u16).to_be_bytes());
-                len = 4;
+                let [high, low] = (medium as u16).to_be_bytes();
+                out.extend_from_slice(&[b0, mask_bit | 126, high, low]);
             }
             long => {
-                header[1] = mask_bit | 127;
-                header[2..10].copy_from_slice(&long.to_be_bytes());
-                len = 10;
+                out.extend_from_slice(&[b0, mask_bit | 127]);
+                out.extend_from_slice(&long.to_be_bytes());
             }
         }
         if let Some(key) = self.mask {
-            header[len..len + 4].copy_from_slice(&key);
-            len += 4;
+            out.extend_from_slice(&key);
         }
-        out.extend_from_slice(&header[..len]);
     }
 }
