@@ -189,6 +189,23 @@ fn frames_within(buf: &[u8], count: usize, budget: usize) -> (usize, usize) {
 }
 
 impl Queue {
+    /// Whether frames may still be queued: the connection has neither
+    /// ended nor been evicted.
+    #[inline]
+    fn open(&self) -> bool {
+        !self.closed && self.evicted.is_none()
+    }
+
+    /// Whether a frame of `len` bytes fits within `limits` now. An empty
+    /// queue takes any frame, so that one larger than the bound is not
+    /// lost forever.
+    #[inline]
+    fn fits(&self, len: usize, limits: &OutboxLimits) -> bool {
+        self.frames == 0
+            || (self.bytes + len <= limits.max_bytes && self.frames < limits.max_frames)
+    }
+
+    #[inline]
     fn push(&mut self, frame: &Bytes) {
         let copy = frame.len() <= TINY
             || (frame.len() <= RUN_MAX && self.bytes + frame.len() <= RUN_LIMIT);
@@ -250,21 +267,22 @@ impl Queue {
 /// Offers one frame to a locked queue under `limits`. Returns what became
 /// of it, and how many frames it made the queue drop: the frame itself, or
 /// older ones, or (evicting the connection) every queued one and itself.
+///
+/// [`Outbox::push_many`] queues a frame that fits an open queue itself;
+/// this is the rest: a closed queue, and the slow-consumer policy.
+#[cold]
 fn offer(queue: &mut Queue, frame: &Bytes, limits: &OutboxLimits) -> (Pushed, u64) {
-    if queue.closed || queue.evicted.is_some() {
+    if !queue.open() {
         return (Pushed::Disconnected, 0);
     }
     let len = frame.len();
-    let fits = |q: &Queue| {
-        q.frames == 0 || (q.bytes + len <= limits.max_bytes && q.frames < limits.max_frames)
-    };
     let mut outcome = (Pushed::Queued, 0);
-    if !fits(queue) {
+    if !queue.fits(len, limits) {
         match limits.policy {
             SlowConsumer::DropNewest => return (Pushed::DroppedNewest, 1),
             SlowConsumer::DropOldest => {
                 let mut dropped = 0;
-                while !fits(queue) && queue.pop_oldest() {
+                while !queue.fits(len, limits) && queue.pop_oldest() {
                     dropped += 1;
                 }
                 outcome = (Pushed::DroppedOldest(dropped), dropped as u64);
@@ -328,11 +346,19 @@ impl Outbox {
         let mut wake = false;
         let mut dropped = 0;
         for frame in frames {
-            let (outcome, lost) = offer(&mut queue, &frame.bytes, limits);
+            let bytes = &frame.bytes;
+            if queue.open() && queue.fits(bytes.len(), limits) {
+                // The common case, without the policy's bookkeeping. The
+                // driver drains the whole queue each time it wakes, so only
+                // the first frame queued needs to wake it.
+                queue.push(bytes);
+                wake |= queue.frames == 1;
+                each(Pushed::Queued);
+                continue;
+            }
+            let (outcome, lost) = offer(&mut queue, bytes, limits);
             dropped += lost;
             wake |= match outcome {
-                // The driver drains the whole queue each time it wakes, so
-                // only the first frame of a batch needs to wake it.
                 Pushed::Queued | Pushed::DroppedOldest(_) => queue.frames == 1,
                 // Evicted now: the driver acts on it.
                 Pushed::Disconnected => lost > 0,
