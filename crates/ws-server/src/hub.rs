@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ws_proto::{Message, SendError};
-use ws_tokio::{Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer, WebSocket};
+use ws_tokio::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer, WebSocket};
 
 /// A connection's identity in a hub (python-socketio's `sid`), unique
 /// within one hub.
@@ -514,13 +514,13 @@ impl Hub {
                 .count();
             let (run, after) = rest.split_at(same);
             rest = after;
+            // Every member takes every frame of a run without exceptions:
+            // its small frames are joined once, for one copy per member.
+            let batch = (run.len() > 1 && run.iter().all(|f| f.except.is_none()))
+                .then(|| FrameBatch::new(run.iter().map(|f| f.frame.clone()).collect()));
             let mut offer = |id: MemberId, outbox: &Outbox| {
                 let mut disconnected = false;
-                let frames = run
-                    .iter()
-                    .filter(|f| f.except != Some(id))
-                    .map(|f| &f.frame);
-                outbox.push_many(frames, limits, |pushed| match pushed {
+                let count = |pushed| match pushed {
                     Pushed::Queued => delivery.queued += 1,
                     Pushed::DroppedNewest => delivery.dropped += 1,
                     Pushed::DroppedOldest(_) => {
@@ -531,7 +531,17 @@ impl Hub {
                         delivery.disconnected += 1;
                         disconnected = true;
                     }
-                });
+                };
+                match &batch {
+                    Some(batch) => outbox.push_batch(batch, limits, count),
+                    None => {
+                        let frames = run
+                            .iter()
+                            .filter(|f| f.except != Some(id))
+                            .map(|f| &f.frame);
+                        outbox.push_many(frames, limits, count);
+                    }
+                }
                 if disconnected {
                     gone.push(id);
                 }

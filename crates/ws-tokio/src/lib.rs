@@ -38,6 +38,6 @@ mod websocket;
 
 pub use driver::{Settings, start};
 pub use error::Error;
-pub use outbox::{Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
+pub use outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
 pub use transport::Transport;
 pub use websocket::{Handshake, WebSocket, WebSocketReceiver, WebSocketSender};

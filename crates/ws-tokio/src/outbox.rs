@@ -58,6 +58,38 @@ impl SharedFrame {
     }
 }
 
+/// Frames published together, to be offered to many connections in
+/// order: with the small ones also joined back to back, once, so that a
+/// queue with room for the whole batch takes it in one copy
+/// ([`Outbox::push_batch`]) instead of one per frame.
+#[derive(Debug, Clone)]
+pub struct FrameBatch {
+    frames: Vec<SharedFrame>,
+    /// The frames back to back, when there are several and each is small
+    /// enough to be copied into a queue.
+    joined: Option<Bytes>,
+}
+
+impl FrameBatch {
+    /// A batch of `frames`, in order.
+    pub fn new(frames: Vec<SharedFrame>) -> Self {
+        let joinable = frames.len() > 1 && frames.iter().all(|f| f.len() <= RUN_MAX);
+        let joined = joinable.then(|| {
+            let mut joined = BytesMut::with_capacity(frames.iter().map(SharedFrame::len).sum());
+            for frame in &frames {
+                joined.extend_from_slice(&frame.bytes);
+            }
+            joined.freeze()
+        });
+        Self { frames, joined }
+    }
+
+    /// The frames, in order.
+    pub fn frames(&self) -> &[SharedFrame] {
+        &self.frames
+    }
+}
+
 /// What a connection's broadcast queue does when a frame arrives and the
 /// queue is full: the recipient is not reading as fast as frames are
 /// published.
@@ -264,12 +296,47 @@ impl Queue {
     }
 }
 
+/// Offers `frames` to a locked queue, in order, calling `each` with what
+/// became of each. Returns whether the driver needs waking, and how many
+/// frames were dropped.
+fn push_locked<'a>(
+    queue: &mut Queue,
+    frames: impl IntoIterator<Item = &'a SharedFrame>,
+    limits: &OutboxLimits,
+    mut each: impl FnMut(Pushed),
+) -> (bool, u64) {
+    let mut wake = false;
+    let mut dropped = 0;
+    for frame in frames {
+        let bytes = &frame.bytes;
+        if queue.open() && queue.fits(bytes.len(), limits) {
+            // The common case, without the policy's bookkeeping. The
+            // driver drains the whole queue each time it wakes, so only
+            // the first frame queued needs to wake it.
+            queue.push(bytes);
+            wake |= queue.frames == 1;
+            each(Pushed::Queued);
+            continue;
+        }
+        let (outcome, lost) = offer(queue, bytes, limits);
+        dropped += lost;
+        wake |= match outcome {
+            Pushed::Queued | Pushed::DroppedOldest(_) => queue.frames == 1,
+            // Evicted now: the driver acts on it.
+            Pushed::Disconnected => lost > 0,
+            _ => false,
+        };
+        each(outcome);
+    }
+    (wake, dropped)
+}
+
 /// Offers one frame to a locked queue under `limits`. Returns what became
 /// of it, and how many frames it made the queue drop: the frame itself, or
 /// older ones, or (evicting the connection) every queued one and itself.
 ///
-/// [`Outbox::push_many`] queues a frame that fits an open queue itself;
-/// this is the rest: a closed queue, and the slow-consumer policy.
+/// [`push_locked`] queues a frame that fits an open queue itself; this is
+/// the rest: a closed queue, and the slow-consumer policy.
 #[cold]
 fn offer(queue: &mut Queue, frame: &Bytes, limits: &OutboxLimits) -> (Pushed, u64) {
     if !queue.open() {
@@ -340,33 +407,57 @@ impl Outbox {
         &self,
         frames: impl IntoIterator<Item = &'a SharedFrame>,
         limits: &OutboxLimits,
+        each: impl FnMut(Pushed),
+    ) {
+        let mut queue = self.lock();
+        let (wake, dropped) = push_locked(&mut queue, frames, limits, each);
+        drop(queue);
+        self.settle(wake, dropped);
+    }
+
+    /// Offers the frames of `batch` as [`push_many`](Self::push_many)
+    /// does, with the same outcomes; when the queue is open and has room
+    /// for the whole batch as copies, it takes the joined frames in one
+    /// copy.
+    pub fn push_batch(
+        &self,
+        batch: &FrameBatch,
+        limits: &OutboxLimits,
         mut each: impl FnMut(Pushed),
     ) {
         let mut queue = self.lock();
-        let mut wake = false;
-        let mut dropped = 0;
-        for frame in frames {
-            let bytes = &frame.bytes;
-            if queue.open() && queue.fits(bytes.len(), limits) {
-                // The common case, without the policy's bookkeeping. The
-                // driver drains the whole queue each time it wakes, so only
-                // the first frame queued needs to wake it.
-                queue.push(bytes);
-                wake |= queue.frames == 1;
-                each(Pushed::Queued);
-                continue;
+        if let Some(joined) = &batch.joined {
+            let count = batch.frames.len();
+            let bytes = queue.bytes + joined.len();
+            // Room for every frame under the bounds, and each would be
+            // copied into the run (see `Queue::push`): the same outcome as
+            // one frame at a time.
+            if queue.open()
+                && queue.frames + count <= limits.max_frames
+                && bytes <= limits.max_bytes
+                && bytes <= RUN_LIMIT
+            {
+                let wake = queue.frames == 0;
+                queue.run.extend_from_slice(joined);
+                queue.run_frames += count;
+                queue.frames += count;
+                queue.bytes = bytes;
+                for _ in 0..count {
+                    each(Pushed::Queued);
+                }
+                drop(queue);
+                self.settle(wake, 0);
+                return;
             }
-            let (outcome, lost) = offer(&mut queue, bytes, limits);
-            dropped += lost;
-            wake |= match outcome {
-                Pushed::Queued | Pushed::DroppedOldest(_) => queue.frames == 1,
-                // Evicted now: the driver acts on it.
-                Pushed::Disconnected => lost > 0,
-                _ => false,
-            };
-            each(outcome);
         }
+        let (wake, dropped) = push_locked(&mut queue, &batch.frames, limits, each);
         drop(queue);
+        self.settle(wake, dropped);
+    }
+
+    /// After a push, with the queue unlocked: counts what was dropped, and
+    /// wakes the driver if it has something new to look at.
+    fn settle(&self, wake: bool, dropped: u64) {
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
@@ -703,6 +794,98 @@ mod tests {
         assert_eq!(outbox.dropped(), 3);
         assert!(outbox.is_closed());
         assert_eq!(outbox.drain(usize::MAX, |_| {}).err(), Some(code));
+    }
+
+    /// Whether the driver's signal was raised since the last call.
+    fn signalled(outbox: &Outbox) -> bool {
+        let wakes = crate::wake_count::WakeCount::new();
+        let waker = wakes.waker();
+        outbox
+            .poll_signal(&mut Context::from_waker(&waker))
+            .is_ready()
+    }
+
+    /// A batch is taken as its frames one at a time would be: the same
+    /// outcomes, drops, wake of the driver, queued bytes and end state,
+    /// whether the queue takes the joined frames in one copy (room for
+    /// all of them) or not (a bound, a closed queue, large frames, or a
+    /// queue past the size up to which frames are copied).
+    #[test]
+    fn a_batch_is_taken_as_its_frames_one_at_a_time() {
+        let code = CloseCode::POLICY_VIOLATION;
+        let policies = [
+            SlowConsumer::DropNewest,
+            SlowConsumer::DropOldest,
+            SlowConsumer::Disconnect(code),
+        ];
+        let batches = [
+            vec![frame(10, 1), frame(20, 2), frame(30, 3)],
+            vec![frame(10, 1), frame(2000, 2), frame(10, 3)],
+            vec![frame(600, 1), frame(600, 2)],
+        ];
+        for policy in policies {
+            for (max_frames, max_bytes) in [(1024, 1 << 20), (4, 1 << 20), (1024, 700), (2, 100)] {
+                for queued in [0, 1, 3, 33] {
+                    for closed in [false, true] {
+                        for frames in &batches {
+                            let limits = OutboxLimits {
+                                max_bytes,
+                                max_frames,
+                                policy,
+                            };
+                            let case = format!(
+                                "{policy:?} {max_frames} {max_bytes} queued {queued} closed {closed} frames {}",
+                                frames.len()
+                            );
+                            let filler = frame(500, 9);
+                            let [one, batched] = [(); 2].map(|_| {
+                                let outbox = Outbox::default();
+                                for _ in 0..queued {
+                                    outbox.push(&filler, &OutboxLimits::default());
+                                }
+                                if closed {
+                                    outbox.close();
+                                }
+                                signalled(&outbox);
+                                outbox
+                            });
+                            let by_one = push_many(&one, frames, &limits);
+                            let mut by_batch = Vec::new();
+                            let batch = FrameBatch::new(frames.clone());
+                            batched.push_batch(&batch, &limits, |pushed| by_batch.push(pushed));
+                            assert_eq!(by_one, by_batch, "{case}");
+                            assert_eq!(one.dropped(), batched.dropped(), "{case}");
+                            assert_eq!(signalled(&one), signalled(&batched), "{case}");
+                            assert_eq!(one.queued_bytes(), batched.queued_bytes(), "{case}");
+                            assert_eq!(one.is_closed(), batched.is_closed(), "{case}");
+                            if !one.is_closed() {
+                                assert_eq!(
+                                    drain(&one, usize::MAX),
+                                    drain(&batched, usize::MAX),
+                                    "{case}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_several_small_frames_are_joined() {
+        let joined = |frames: Vec<SharedFrame>| FrameBatch::new(frames).joined;
+        let (a, b) = (frame(10, 1), frame(20, 2));
+        assert_eq!(
+            joined(vec![a.clone(), b.clone()]).as_deref(),
+            Some(&wire(&[&a, &b])[..])
+        );
+        assert_eq!(joined(vec![a.clone()]), None, "one frame needs no join");
+        assert_eq!(
+            joined(vec![a, frame(2000, 3)]),
+            None,
+            "a large frame is shared"
+        );
     }
 
     #[test]

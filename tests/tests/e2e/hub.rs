@@ -264,6 +264,18 @@ async fn skip_sid_leaves_one_member_out() {
             assert_eq!(next_text(ws).await, *text);
         }
     }
+
+    // A run without exceptions: each member's outbox takes its frames
+    // joined, in one copy, and they arrive as sent.
+    let delivery = hub
+        .to_room_many("/", ["joined 1", "joined 2", "joined 3"].map(Message::from))
+        .unwrap();
+    assert_eq!(delivery.queued, 2 * 3);
+    for ws in [&mut listener_ws, &mut sender] {
+        for text in ["joined 1", "joined 2", "joined 3"] {
+            assert_eq!(next_text(ws).await, text);
+        }
+    }
 }
 
 /// Publishes `batches` batches of 8 messages of 4 KiB to `room`, waiting
