@@ -418,7 +418,7 @@ impl Outbox {
     /// Offers the frames of `batch` as [`push_many`](Self::push_many)
     /// does, with the same outcomes; when the queue is open and has room
     /// for the whole batch as copies, it takes the joined frames in one
-    /// copy.
+    /// copy. As there, `each` runs while the queue is locked.
     pub fn push_batch(
         &self,
         batch: &FrameBatch,
