@@ -242,14 +242,22 @@ impl Queue {
         let copy = frame.len() <= TINY
             || (frame.len() <= RUN_MAX && self.bytes + frame.len() <= RUN_LIMIT);
         if copy {
-            self.run.extend_from_slice(frame);
-            self.run_frames += 1;
+            self.copy_into_run(frame, 1);
         } else {
             self.seal_run();
             self.pieces.push_back((frame.clone(), 1));
+            self.frames += 1;
+            self.bytes += frame.len();
         }
-        self.frames += 1;
-        self.bytes += frame.len();
+    }
+
+    /// Appends `count` small frames, back to back in `frames`, to the run.
+    #[inline]
+    fn copy_into_run(&mut self, frames: &[u8], count: usize) {
+        self.run.extend_from_slice(frames);
+        self.run_frames += count;
+        self.frames += count;
+        self.bytes += frames.len();
     }
 
     /// Makes the run a piece, so that a large frame can follow it.
@@ -438,10 +446,7 @@ impl Outbox {
                 && bytes <= RUN_LIMIT
             {
                 let wake = queue.frames == 0;
-                queue.run.extend_from_slice(joined);
-                queue.run_frames += count;
-                queue.frames += count;
-                queue.bytes = bytes;
+                queue.copy_into_run(joined, count);
                 for _ in 0..count {
                     each(Pushed::Queued);
                 }
