@@ -43,8 +43,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// Clears a future's mark; whether it was set. A load first: on most
+    /// rounds one of the two was not woken, and a swap would take the
+    /// flag's cache line each time.
     fn take(&self, which: usize) -> bool {
-        self.woken[which].swap(false, Ordering::AcqRel)
+        self.woken[which].load(Ordering::Acquire) && self.woken[which].swap(false, Ordering::AcqRel)
     }
 
     /// Marks a future woken, and wakes the task unless it is polling.

@@ -495,6 +495,10 @@ struct Inner<S> {
     incoming_open: bool,
     /// The receiver's queue is full: the socket is not read.
     blocked: bool,
+    /// Room in the receiver's queue as of the last look under its lock: a
+    /// lower bound until the driver queues more, since only the receiver
+    /// takes from it. While above zero, decoding needs no lock to find room.
+    free: u32,
     /// Whether anything crossed the link since its buffers were last given
     /// back: only then is there something to give back.
     link_used: bool,
@@ -537,6 +541,7 @@ fn drive<S: Transport, F: Future<Output = ()>>(
             commands_open: true,
             incoming_open: true,
             blocked: false,
+            free: 0,
             link_used: false,
             outbox_pending: true,
             commands_pending: true,
@@ -775,12 +780,16 @@ impl<S: Transport> Inner<S> {
         if self.conn.state() == State::Closed || self.conn.read_buffer().is_empty() {
             return false;
         }
-        let mut free = match self.link.room() {
-            Room::Free(free) if self.incoming_open => free,
-            // Nobody is reading: messages are decoded and dropped.
-            _ => {
-                self.incoming_open = false;
-                usize::MAX
+        let mut free = if self.free > 0 && self.incoming_open {
+            self.free as usize
+        } else {
+            match self.link.room() {
+                Room::Free(free) if self.incoming_open => free,
+                // Nobody is reading: messages are decoded and dropped.
+                _ => {
+                    self.incoming_open = false;
+                    usize::MAX
+                }
             }
         };
         while self.conn.state() != State::Closed {
@@ -847,8 +856,20 @@ impl<S: Transport> Inner<S> {
         };
         let delivered = !buffers.received.is_empty();
         self.link_used |= delivered;
-        self.link.deliver(&mut buffers.received);
+        let room = self.link.deliver(&mut buffers.received);
+        self.note_room(room.unwrap_or(Room::Free(free)));
         delivered
+    }
+
+    /// Keeps what the driver learned of the receiver's room.
+    fn note_room(&mut self, room: Room) {
+        self.free = match room {
+            Room::Free(free) => u32::try_from(free).unwrap_or(u32::MAX),
+            Room::Gone => {
+                self.incoming_open = false;
+                0
+            }
+        };
     }
 
     /// Applies the commands taken from the link, in order.
@@ -1086,7 +1107,9 @@ impl<S: Transport> Inner<S> {
     fn deliver_failure(&mut self, failure: Error) {
         let received = &mut self.work.get().received;
         received.push_back(Err(failure));
-        self.link.deliver(received);
+        if let Some(room) = self.link.deliver(received) {
+            self.note_room(room);
+        }
     }
 
     /// Reads and discards until the server closes, or the timer.
@@ -1228,6 +1251,57 @@ mod tests {
         client.write_all(&frame).await.unwrap();
         let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
         assert_eq!(message.as_text(), Some("hello"));
+    }
+
+    /// A masked text frame of `text`, as a client sends it.
+    fn client_text(text: &str) -> Vec<u8> {
+        let key = [1, 2, 3, 4];
+        let mut payload = text.as_bytes().to_vec();
+        apply_mask(&mut payload, key);
+        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+        frame.extend(key);
+        frame.extend(payload);
+        frame
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_queues_no_more_than_the_incoming_bound_for_an_application_that_does_not_read()
+     {
+        let settings = Settings::default().incoming_queue(4);
+        let (mut client, mut ws, driver) = server_connection(settings).await;
+        let mut driver = pin!(driver);
+        let step = Duration::from_millis(10);
+        let mut batch = Vec::new();
+
+        // Three taken: the queue has room for four again, which the driver
+        // learns only as it queues more.
+        for n in 0..3 {
+            client
+                .write_all(&client_text(&n.to_string()))
+                .await
+                .unwrap();
+        }
+        beside(driver.as_mut(), tokio::time::sleep(step)).await;
+        assert_eq!(ws.recv_many(&mut batch, 100).await.unwrap(), 3);
+
+        // Twenty more, in one write, while the application reads nothing.
+        let burst: Vec<u8> = (3..23).flat_map(|n| client_text(&n.to_string())).collect();
+        client.write_all(&burst).await.unwrap();
+        beside(driver.as_mut(), tokio::time::sleep(step)).await;
+        batch.clear();
+        // Taken without polling the driver: only what it had queued.
+        assert_eq!(ws.recv_many(&mut batch, 100).await.unwrap(), 4, "the bound");
+
+        // The rest follows, in order, once the driver runs again.
+        while batch.len() < 20 {
+            let limit = 100;
+            beside(driver.as_mut(), ws.recv_many(&mut batch, limit))
+                .await
+                .unwrap();
+        }
+        let texts: Vec<_> = batch.iter().filter_map(Message::as_text).collect();
+        let expected: Vec<_> = (3..23).map(|n| n.to_string()).collect();
+        assert_eq!(texts, expected);
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,6 +25,7 @@
 //! costs one wakeup.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -45,10 +46,36 @@ pub(crate) enum Command {
 /// One received item: a message, or the error that ended the connection.
 pub(crate) type Received = Result<Message, Error>;
 
-/// Received items the receiver took from the link in one batch, returned
-/// one at a time without taking the lock. Empty, it holds no buffer.
+/// What the receiver keeps on its side: the items it took from the link in
+/// one batch, returned one at a time without taking the lock (empty, it
+/// holds no buffer), and which waker it left in the link.
 #[derive(Debug, Default)]
-pub(crate) struct Batch(VecDeque<Received>);
+pub(crate) struct Batch {
+    items: VecDeque<Received>,
+    /// The waker registered in the link, as the data and vtable addresses
+    /// that `Waker::will_wake` compares (`[0, 0]` for none). It stays there
+    /// until the receiver registers another, so while this matches and
+    /// nothing was delivered, the receiver waits without the lock.
+    registered: [usize; 2],
+}
+
+impl Batch {
+    /// Whether `waker` is the one registered in the link.
+    fn is_registered(&self, waker: &Waker) -> bool {
+        self.registered == fingerprint(waker)
+    }
+}
+
+/// Which task a waker wakes, as the addresses `Waker::will_wake` compares
+/// (its data and its vtable): kept beside a registered waker, it tells
+/// without a lock whether a waker is the registered one. Never `[0, 0]`,
+/// since a vtable is never at address 0.
+pub(crate) fn fingerprint(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
+}
 
 /// What the driver, the receiver and every sender share.
 #[derive(Debug)]
@@ -57,6 +84,11 @@ pub(crate) struct Link {
     outgoing: Mutex<Outgoing>,
     /// Raised for the driver when something happened since it last looked.
     driver: Signal,
+    /// Set (under the incoming lock) when items are delivered or the driver
+    /// ends; cleared by the receiver, under the lock, once it leaves the
+    /// queue empty. While clear, a receiver whose waker is registered waits
+    /// without taking the lock.
+    incoming_ready: AtomicBool,
     /// Received messages queued before the driver stops reading. (Both
     /// bounds are 32-bit: a connection's shared state is held for its whole
     /// life, and these fit in what would be padding.)
@@ -97,13 +129,22 @@ impl Incoming {
         self.held = u32::try_from(batch.len()).unwrap_or(u32::MAX);
     }
 
-    /// The receiver waits for the driver: keeps its waker (unless the one
-    /// kept already wakes the same task).
-    fn wait(&mut self, cx: &Context<'_>) {
+    /// How many more items may be queued, of `capacity`: the queue and the
+    /// receiver's batch count.
+    fn free(&self, capacity: u32) -> usize {
+        let queued = self.queue.len() + self.held as usize;
+        (capacity as usize).saturating_sub(queued)
+    }
+
+    /// Leaves the receiver's waker, for the driver to wake at each
+    /// delivery (unless the one left already wakes the same task), and
+    /// notes in `registered` which it is.
+    fn wait(&mut self, cx: &Context<'_>, registered: &mut [usize; 2]) {
         match &mut self.receiver {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
         }
+        *registered = fingerprint(cx.waker());
     }
 }
 
@@ -156,9 +197,11 @@ pub(crate) struct Taken {
     pub(crate) some: bool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // No code panics while holding these locks; should one ever, the
-    // queues are still consistent, so the poison is ignored.
+/// Locks one of the connection's short critical sections (the link's
+/// queues, the driver's signal).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; should one ever, what they
+    // guard is still consistent, so the poison is ignored.
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
@@ -171,6 +214,7 @@ impl Link {
                 ..Outgoing::default()
             }),
             driver: Signal::default(),
+            incoming_ready: AtomicBool::new(false),
             capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
             high_water: u32::try_from(high_water).unwrap_or(u32::MAX),
         }
@@ -201,12 +245,14 @@ impl Link {
         batch: &mut Batch,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Received>> {
-        let batch = &mut batch.0;
-        if batch.len() > 1 {
-            return Poll::Ready(batch.pop_front());
+        if batch.items.len() > 1 {
+            return Poll::Ready(batch.items.pop_front());
+        }
+        if self.nothing_new(batch, cx) {
+            return Poll::Pending;
         }
         let mut incoming = lock(&self.incoming);
-        let mut item = batch.pop_front();
+        let mut item = batch.items.pop_front();
         if item.is_none() {
             item = incoming.queue.pop_front();
         }
@@ -214,18 +260,38 @@ impl Link {
             // The batch is empty: the queue's items become the batch, and
             // the batch's buffer the queue's. A single item stays queued,
             // where the next call pops it as it would any.
-            std::mem::swap(&mut incoming.queue, batch);
+            std::mem::swap(&mut incoming.queue, &mut batch.items);
         }
-        incoming.hold(batch);
+        incoming.hold(&mut batch.items);
+        if incoming.closed {
+            return Poll::Ready(item);
+        }
+        self.settle_receiver(&mut incoming, batch, cx);
         if let Some(item) = item {
             self.unlock_after_taking(incoming);
             return Poll::Ready(Some(item));
         }
-        if incoming.closed {
-            return Poll::Ready(None);
-        }
-        incoming.wait(cx);
         Poll::Pending
+    }
+
+    /// Whether the receiver, holding no items, can tell without the lock
+    /// that nothing was delivered since it last looked: it left `cx`'s
+    /// waker then, which every delivery wakes.
+    fn nothing_new(&self, batch: &Batch, cx: &Context<'_>) -> bool {
+        batch.items.is_empty()
+            && !self.incoming_ready.load(Ordering::Acquire)
+            && batch.is_registered(cx.waker())
+    }
+
+    /// The receiver's part under the lock, once it has taken what it could
+    /// from an open link: clears the ready flag if the queue is left empty,
+    /// and leaves its waker (whether it waits now or not, so that its next
+    /// wait needs no lock).
+    fn settle_receiver(&self, incoming: &mut Incoming, batch: &mut Batch, cx: &Context<'_>) {
+        if incoming.queue.is_empty() {
+            self.incoming_ready.store(false, Ordering::Relaxed);
+        }
+        incoming.wait(cx, &mut batch.registered);
     }
 
     /// Appends received messages to `out`, at most `limit` (none if 0):
@@ -245,23 +311,25 @@ impl Link {
         if limit == 0 {
             return Poll::Ready(Ok(0));
         }
-        let batch = &mut batch.0;
         let mut taken = 0;
         // Without the lock, as `poll_recv`: all but the batch's last.
-        while taken < limit && batch.len() > 1 && matches!(batch.front(), Some(Ok(_))) {
-            if let Some(Ok(message)) = batch.pop_front() {
+        while taken < limit && batch.items.len() > 1 && matches!(batch.items.front(), Some(Ok(_))) {
+            if let Some(Ok(message)) = batch.items.pop_front() {
                 out.push(message);
                 taken += 1;
             }
+        }
+        if taken == 0 && self.nothing_new(batch, cx) {
+            return Poll::Pending;
         }
         let mut guard = lock(&self.incoming);
         let incoming = &mut *guard;
         let mut error = None;
         while taken < limit {
-            let source = if batch.is_empty() {
+            let source = if batch.items.is_empty() {
                 &mut incoming.queue
             } else {
-                &mut *batch
+                &mut batch.items
             };
             match source.front() {
                 Some(Ok(_)) => {
@@ -277,7 +345,10 @@ impl Link {
                 _ => break,
             }
         }
-        incoming.hold(batch);
+        incoming.hold(&mut batch.items);
+        if !incoming.closed {
+            self.settle_receiver(incoming, batch, cx);
+        }
         if taken > 0 || error.is_some() {
             self.unlock_after_taking(guard);
             return Poll::Ready(error.map_or(Ok(taken), Err));
@@ -285,7 +356,6 @@ impl Link {
         if incoming.closed {
             return Poll::Ready(Ok(0));
         }
-        incoming.wait(cx);
         Poll::Pending
     }
 
@@ -473,8 +543,7 @@ impl Link {
         if incoming.receiver_gone {
             return Room::Gone;
         }
-        let queued = incoming.queue.len() + incoming.held as usize;
-        let free = (self.capacity as usize).saturating_sub(queued);
+        let free = incoming.free(self.capacity);
         if free == 0 {
             incoming.driver_waiting = true;
         }
@@ -483,15 +552,17 @@ impl Link {
 
     /// Queues received items (all of `batch`, which is left empty), whatever
     /// the room: the driver checked [`room`](Self::room) first, and an error
-    /// may pass the bound by one.
-    pub(crate) fn deliver(&self, batch: &mut VecDeque<Received>) {
+    /// may pass the bound by one. Returns the room left, as `room` would
+    /// (without asking to be woken when there is none), unless `batch` was
+    /// empty and the lock was not taken.
+    pub(crate) fn deliver(&self, batch: &mut VecDeque<Received>) -> Option<Room> {
         if batch.is_empty() {
-            return;
+            return None;
         }
         let mut incoming = lock(&self.incoming);
         if incoming.receiver_gone {
             batch.clear();
-            return;
+            return Some(Room::Gone);
         }
         if incoming.queue.is_empty() {
             // Swap buffers: the batch's becomes the queue's, and the empty
@@ -500,11 +571,16 @@ impl Link {
         } else {
             incoming.queue.append(batch);
         }
-        let receiver = incoming.receiver.take();
-        drop(incoming);
-        if let Some(receiver) = receiver {
-            receiver.wake();
+        let free = incoming.free(self.capacity);
+        self.incoming_ready.store(true, Ordering::Release);
+        // Woken under the lock, by reference: the waker stays registered
+        // for the next delivery. (The receiver's waker marks its half of a
+        // connection's task to be polled, or schedules its task: neither
+        // comes back to this lock.)
+        if let Some(receiver) = &incoming.receiver {
+            receiver.wake_by_ref();
         }
+        Some(Room::Free(free))
     }
 
     /// Whether everything delivered was taken (or the receiver is gone).
@@ -619,6 +695,7 @@ impl Link {
         waiters.into_iter().for_each(Waker::wake);
         let mut incoming = lock(&self.incoming);
         incoming.closed = true;
+        self.incoming_ready.store(true, Ordering::Release);
         let receiver = incoming.receiver.take();
         drop(incoming);
         if let Some(receiver) = receiver {
@@ -919,10 +996,10 @@ mod tests {
         for round in 0..3 {
             deliver(&link, &["a", "b", "c"]);
             assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "a");
-            assert!(taken.0.capacity() > 0, "round {round}");
+            assert!(taken.items.capacity() > 0, "round {round}");
             assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "b");
             assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), "c");
-            assert_eq!(taken.0.capacity(), 0, "round {round}");
+            assert_eq!(taken.items.capacity(), 0, "round {round}");
             assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
         }
         // The buffer went back to the queue, which the driver frees when idle.
@@ -1025,6 +1102,46 @@ mod tests {
         assert_eq!(texts(received_many(&link, &mut taken, 1, &mut cx)), ["a"]);
         assert!(link.take_notified());
         assert!(matches!(link.room(), Room::Free(1)));
+    }
+
+    #[test]
+    fn each_delivery_wakes_the_waiting_receiver_whose_waker_stays_registered() {
+        let link = Link::new(4, 100);
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut taken = Batch::default();
+        assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
+        for (round, message) in ["a", "b", "c"].into_iter().enumerate() {
+            deliver(&link, &[message]);
+            assert_eq!(wakes.count(), round + 1, "woken by delivery {round}");
+            assert_eq!(received(link.poll_recv(&mut taken, &mut cx)), message);
+            // Nothing more: waits without registering again.
+            assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
+            assert!(received_many(&link, &mut taken, 8, &mut cx).is_pending());
+        }
+        link.shut();
+        assert_eq!(wakes.count(), 4, "woken by the end");
+        assert!(matches!(
+            link.poll_recv(&mut taken, &mut cx),
+            Poll::Ready(None)
+        ));
+    }
+
+    #[test]
+    fn a_receiver_polled_with_another_waker_is_woken_through_that_one() {
+        let link = Link::new(4, 100);
+        let (first, second) = (WakeCount::new(), WakeCount::new());
+        let (first_waker, second_waker) = (first.waker(), second.waker());
+        let mut taken = Batch::default();
+        let mut cx = Context::from_waker(&first_waker);
+        assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
+        // Moved to another task: nothing new, but its waker must be left.
+        let mut cx = Context::from_waker(&second_waker);
+        assert!(received_many(&link, &mut taken, 8, &mut cx).is_pending());
+        deliver(&link, &["a"]);
+        assert_eq!((first.count(), second.count()), (0, 1));
+        assert_eq!(texts(received_many(&link, &mut taken, 8, &mut cx)), ["a"]);
     }
 
     #[test]

@@ -1,23 +1,42 @@
 //! A flag raised for the driver, with the driver's waker: how the link and
 //! the outbox tell a sleeping driver that something is waiting for it.
+//!
+//! The waker stays registered once the driver has left it: a raise wakes it
+//! by reference, and the driver, polled again with the same waker (a
+//! connection's driver always is), goes back to sleep without touching the
+//! lock or cloning its waker. A waker taken at each wake (as `AtomicWaker`
+//! does) costs, for every message that wakes the driver, a clone and a drop
+//! of the waker and two more atomic updates to register it again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
+use crate::link::{fingerprint, lock};
 
 /// Raised by any thread; taken, or waited for, by the driver.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
     raised: AtomicBool,
-    waker: AtomicWaker,
+    /// The waker the driver left, woken by every raise.
+    waker: Mutex<Option<Waker>>,
+    /// Which waker that is (see [`fingerprint`]), for the driver to see
+    /// without the lock that its waker is still the one registered.
+    /// Written by the driver only, under the lock, and read by the driver
+    /// only.
+    registered: [AtomicUsize; 2],
 }
 
 impl Signal {
-    /// Raises the flag and wakes the driver if it waits.
+    /// Raises the flag and wakes the driver's waker, if it left one.
     pub(crate) fn raise(&self) {
         self.raised.store(true, Ordering::Release);
-        self.waker.wake();
+        // Woken under the lock, by reference: the waker stays registered.
+        // A connection's wakers only mark the driver to be polled (or
+        // schedule its task); none of them comes back to this lock.
+        if let Some(waker) = &*lock(&self.waker) {
+            waker.wake_by_ref();
+        }
     }
 
     /// Clears the flag; whether it was raised. A load first: the flag is
@@ -32,12 +51,84 @@ impl Signal {
         if self.take() {
             return Poll::Ready(());
         }
-        self.waker.register(cx.waker());
+        if self.is_registered(cx.waker()) {
+            // Registered by an earlier poll, which looked at the flag after
+            // registering: a raise since then either set the flag after
+            // that look, and wakes this waker, or was seen by `take` above.
+            return Poll::Pending;
+        }
+        let mut slot = lock(&self.waker);
+        for (kept, part) in self.registered.iter().zip(fingerprint(cx.waker())) {
+            kept.store(part, Ordering::Relaxed);
+        }
+        *slot = Some(cx.waker().clone());
+        drop(slot);
         // Checked after registering, so that a raise in between is not lost.
         if self.take() {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
+    }
+
+    /// Whether `waker` wakes the same task as the one registered.
+    fn is_registered(&self, waker: &Waker) -> bool {
+        let [data, vtable] = fingerprint(waker);
+        self.registered[0].load(Ordering::Relaxed) == data
+            && self.registered[1].load(Ordering::Relaxed) == vtable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wake_count::WakeCount;
+
+    #[test]
+    fn a_raise_wakes_the_registered_waker_each_time_and_keeps_it() {
+        let signal = Signal::default();
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(signal.poll(&mut cx).is_pending());
+        signal.raise();
+        assert_eq!(wakes.count(), 1);
+        assert!(signal.poll(&mut cx).is_ready());
+        // Not registered again, and still woken.
+        assert!(signal.poll(&mut cx).is_pending());
+        signal.raise();
+        assert_eq!(wakes.count(), 2);
+        assert!(signal.poll(&mut cx).is_ready());
+        assert!(signal.poll(&mut cx).is_pending(), "taken once");
+    }
+
+    #[test]
+    fn a_raise_before_the_first_poll_is_not_lost() {
+        let signal = Signal::default();
+        signal.raise();
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
+        assert!(signal.poll(&mut Context::from_waker(&waker)).is_ready());
+        assert_eq!(wakes.count(), 0);
+    }
+
+    #[test]
+    fn another_waker_replaces_the_registered_one() {
+        let signal = Signal::default();
+        let (first, second) = (WakeCount::new(), WakeCount::new());
+        let first_waker = first.waker();
+        assert!(
+            signal
+                .poll(&mut Context::from_waker(&first_waker))
+                .is_pending()
+        );
+        let second_waker = second.waker();
+        assert!(
+            signal
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_pending()
+        );
+        signal.raise();
+        assert_eq!((first.count(), second.count()), (0, 1));
     }
 }
