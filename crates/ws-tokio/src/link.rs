@@ -155,8 +155,10 @@ struct Outgoing {
     queued: usize,
     /// Senders waiting for budget.
     waiters: Vec<Waker>,
-    /// Live senders; when the last one goes, the connection closes.
-    senders: usize,
+    /// Live senders; when the last one goes, the connection closes. (32
+    /// bits, beside the flag: every sender holds a pointer, so more than
+    /// four billion of them would not fit in memory.)
+    senders: u32,
     /// No more sends: the application closed, or the driver ended.
     closed: bool,
 }
