@@ -2,11 +2,15 @@
 # Counts the instructions an echo server executes per message, under
 # valgrind's callgrind: a measure that does not move with the machine's
 # load, unlike time, so two builds (or two servers) can be compared from
-# single runs.
+# single runs. It also counts the locked instructions (x86's atomic
+# read-modify-writes: a mutex's lock and unlock, a reference count's
+# update, a waker's registration), which cost tens of cycles each where an
+# ordinary instruction costs one.
 #
 #   scripts/instructions.sh [SERVER] [DEPTH]
 #
-# SERVER is echo_server (the default), tt-echo or fws-echo; DEPTH is the
+# SERVER is echo_server (the default), tt-echo, fws-echo or raw-echo (the
+# bare loop); DEPTH is the
 # number of messages in flight per connection (default 1). 64 connections
 # send 5-byte text for 5 seconds; the count covers the whole server process
 # (start-up and the 64 handshakes included, a small share) divided by the
@@ -23,13 +27,13 @@ cargo build --release --quiet -p ws-bench --bins
 cargo build --release --quiet -p ws-examples --example echo_server
 case "$server" in
     echo_server) bin=target/release/examples/echo_server ;;
-    tt-echo | fws-echo) bin=target/release/$server ;;
+    tt-echo | fws-echo | raw-echo) bin=target/release/$server ;;
     *) echo "unknown server $server" >&2; exit 2 ;;
 esac
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
+valgrind --tool=callgrind --collect-bus=yes --callgrind-out-file="$out/callgrind.out" \
     "$bin" "127.0.0.1:$port" >/dev/null 2>"$out/valgrind.log" &
 server_pid=$!
 sleep 3
@@ -44,16 +48,18 @@ wait "$server_pid" 2>/dev/null || true
 python3 - "$out" "$server" "$depth" <<'EOF'
 import glob, json, re, sys
 out, server, depth = sys.argv[1:]
-total = 0
+total, locked = 0, 0
 for path in glob.glob(out + "/callgrind.out*"):
     with open(path) as f:
         for line in f:
-            m = re.match(r"(?:summary|totals): (\d+)", line)
+            m = re.match(r"(?:summary|totals): (\d+) (\d+)", line)
             if m:
-                total = max(total, int(m.group(1)))
+                if int(m.group(1)) > total:
+                    total, locked = int(m.group(1)), int(m.group(2))
                 break
 load = json.load(open(out + "/load.json"))
 messages = load["msgs_per_sec"] * 5
 print(json.dumps({"server": server, "depth": int(depth), "messages": round(messages),
-                  "instructions_per_message": round(total / messages)}))
+                  "instructions_per_message": round(total / messages),
+                  "locked_per_message": round(locked / messages, 1)}))
 EOF
