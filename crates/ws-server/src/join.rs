@@ -12,11 +12,23 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::task::AtomicWaker;
+/// The addresses `Waker::will_wake` compares: its data and its vtable.
+fn fingerprint(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding it; should anything, the slot is still
+    // consistent, so the poison is ignored.
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
 
 /// Rounds of polling within one poll of the task before it yields to the
 /// scheduler (so that a pair that keeps waking each other cannot starve
@@ -33,8 +45,9 @@ const HANDLER: usize = 1;
 /// What the two wakers share; itself the driver's waker.
 #[derive(Default)]
 struct Shared {
-    /// The task's own waker.
-    task: AtomicWaker,
+    /// The task's own waker, kept across wakes (a wake goes through it by
+    /// reference), so that the task registers it again only if it changes.
+    task: Mutex<Option<Waker>>,
     /// Set while the task is polling the pair: a wake then needs no trip
     /// through the scheduler.
     polling: AtomicBool,
@@ -54,7 +67,11 @@ impl Shared {
     fn mark(&self, which: usize) {
         self.woken[which].store(true, Ordering::SeqCst);
         if !self.polling.load(Ordering::SeqCst) {
-            self.task.wake();
+            // Under the lock, by reference: the task's waker only schedules
+            // the task, and never comes back to this lock.
+            if let Some(task) = &*lock(&self.task) {
+                task.wake_by_ref();
+            }
         }
     }
 }
@@ -96,6 +113,10 @@ pub(crate) struct Join {
     futures: [Option<Task>; 2],
     wakers: [Waker; 2],
     shared: Arc<Shared>,
+    /// Which task waker is kept in `shared` (the addresses
+    /// `Waker::will_wake` compares), to see without the lock that the
+    /// task's waker is still that one.
+    registered: [usize; 2],
 }
 
 impl Join {
@@ -112,6 +133,7 @@ impl Join {
             ],
             futures: [Some(driver), Some(handler)],
             shared,
+            registered: [0, 0],
         }
     }
 }
@@ -122,7 +144,11 @@ impl Future for Join {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let shared = &*this.shared;
-        shared.task.register(cx.waker());
+        let task = fingerprint(cx.waker());
+        if this.registered != task {
+            *lock(&shared.task) = Some(cx.waker().clone());
+            this.registered = task;
+        }
         shared.polling.store(true, Ordering::SeqCst);
         for _ in 0..MAX_ROUNDS {
             let mut polled = false;
@@ -230,6 +256,26 @@ mod tests {
         assert_eq!(driver_polls.load(Ordering::SeqCst), 3);
         assert_eq!(handler_polls.load(Ordering::SeqCst), 3);
         assert_eq!(wakes.count(), 0, "the task was never woken");
+    }
+
+    /// The task's waker is kept across wakes (woken by reference, each
+    /// time), and replaced once the task is polled with another.
+    #[test]
+    fn the_task_s_waker_is_kept_across_wakes_and_replaced_when_it_changes() {
+        let (a, nobody): (Slot, Slot) = Default::default();
+        let (driver, _) = Counted::new(&a, &nobody, 100);
+        let (handler, _) = Counted::new(&Slot::default(), &nobody, 100);
+        let mut fut = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
+        let (first, second) = (WakeCount::new(), WakeCount::new());
+        let wake_driver = || a.lock().unwrap().clone().unwrap().wake();
+        for round in 1..=2 {
+            assert!(poll_once(fut.as_mut(), &first).is_pending());
+            wake_driver();
+            assert_eq!(first.count(), round, "woken through the kept waker");
+        }
+        assert!(poll_once(fut.as_mut(), &second).is_pending());
+        wake_driver();
+        assert_eq!((first.count(), second.count()), (2, 1), "the new waker");
     }
 
     /// A wake from outside reaches the task, and only the future it was
