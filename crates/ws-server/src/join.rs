@@ -10,6 +10,7 @@
 //! only a wake from outside (the socket, a timer, another task) reaches the
 //! scheduler.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +43,30 @@ pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 const DRIVER: usize = 0;
 const HANDLER: usize = 1;
 
+thread_local! {
+    /// The join this thread is polling, if any. A wake raised from inside
+    /// that poll (the driver handing the handler a message, the handler
+    /// queuing an answer) is read next by this same thread, so it needs
+    /// no atomic read-modify-write: three of them per echoed message.
+    static POLLING: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks, for this thread, a join as being polled until dropped (and puts
+/// back whichever was before).
+struct PollingHere(*const Shared);
+
+impl PollingHere {
+    fn enter(shared: &Shared) -> Self {
+        Self(POLLING.with(|polling| polling.replace(shared)))
+    }
+}
+
+impl Drop for PollingHere {
+    fn drop(&mut self) {
+        POLLING.with(|polling| polling.set(self.0));
+    }
+}
+
 /// What the two wakers share; itself the driver's waker.
 #[derive(Default)]
 struct Shared {
@@ -65,6 +90,12 @@ impl Shared {
 
     /// Marks a future woken, and wakes the task unless it is polling.
     fn mark(&self, which: usize) {
+        if POLLING.with(|polling| std::ptr::eq(polling.get(), self)) {
+            // From inside this join's poll, on its thread: the poll's next
+            // round reads the flag, in program order.
+            self.woken[which].store(true, Ordering::Relaxed);
+            return;
+        }
         self.woken[which].store(true, Ordering::SeqCst);
         if !self.polling.load(Ordering::SeqCst) {
             // Under the lock, by reference: the task's waker only schedules
@@ -150,6 +181,7 @@ impl Future for Join {
             this.registered = task;
         }
         shared.polling.store(true, Ordering::SeqCst);
+        let _here = PollingHere::enter(shared);
         for _ in 0..MAX_ROUNDS {
             let mut polled = false;
             for which in 0..2 {
@@ -256,6 +288,25 @@ mod tests {
         assert_eq!(driver_polls.load(Ordering::SeqCst), 3);
         assert_eq!(handler_polls.load(Ordering::SeqCst), 3);
         assert_eq!(wakes.count(), 0, "the task was never woken");
+    }
+
+    /// A wake raised inside one join's poll for another join reaches the
+    /// other's task: only wakes for the join being polled are left to its
+    /// own poll.
+    #[test]
+    fn a_wake_for_another_join_raised_inside_a_poll_reaches_its_task() {
+        let (b_driver, a_driver, nobody): (Slot, Slot, Slot) = Default::default();
+        let (driver, _) = Counted::new(&b_driver, &nobody, 100);
+        let (handler, _) = Counted::new(&Slot::default(), &nobody, 100);
+        let mut b = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
+        let b_task = WakeCount::new();
+        assert!(poll_once(b.as_mut(), &b_task).is_pending());
+        // A's driver wakes B's driver each time it is polled.
+        let (driver, _) = Counted::new(&a_driver, &b_driver, 100);
+        let (handler, _) = Counted::new(&Slot::default(), &nobody, 100);
+        let a = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
+        assert!(poll_once(a, &WakeCount::new()).is_pending());
+        assert_eq!(b_task.count(), 1, "B's task was woken");
     }
 
     /// The task's waker is kept across wakes (woken by reference, each
