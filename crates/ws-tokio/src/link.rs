@@ -703,6 +703,7 @@ impl Link {
         if let Some(receiver) = receiver {
             receiver.wake();
         }
+        self.driver.release();
     }
 
     /// Stops sends without ending the receiver's stream (the closing
@@ -1144,6 +1145,22 @@ mod tests {
         deliver(&link, &["a"]);
         assert_eq!((first.count(), second.count()), (0, 1));
         assert_eq!(texts(received_many(&link, &mut taken, 8, &mut cx)), ["a"]);
+    }
+
+    #[test]
+    fn a_shut_link_lets_go_of_the_driver_s_waker() {
+        let link = Link::new(4, 100);
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
+        assert!(
+            link.poll_driver(&mut Context::from_waker(&waker), false)
+                .is_pending()
+        );
+        drop(waker);
+        assert_eq!(std::sync::Arc::strong_count(&wakes), 2, "kept");
+        // A sender may outlive the driver: the driver's task need not.
+        link.shut();
+        assert_eq!(std::sync::Arc::strong_count(&wakes), 1, "let go");
     }
 
     #[test]

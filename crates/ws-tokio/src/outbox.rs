@@ -567,6 +567,8 @@ impl Outbox {
         let mut queue = self.lock();
         queue.closed = true;
         queue.clear();
+        drop(queue);
+        self.signal.release();
     }
 
     fn wake(&self) {

@@ -71,6 +71,17 @@ impl Signal {
         }
     }
 
+    /// The driver has ended: lets go of its waker, which would otherwise
+    /// keep the driver's task (its allocation) alive for as long as
+    /// anything holds this signal. A raise after it wakes nobody.
+    pub(crate) fn release(&self) {
+        let waker = lock(&self.waker).take();
+        for kept in &self.registered {
+            kept.store(0, Ordering::Relaxed);
+        }
+        drop(waker);
+    }
+
     /// Whether `waker` wakes the same task as the one registered.
     fn is_registered(&self, waker: &Waker) -> bool {
         let [data, vtable] = fingerprint(waker);
@@ -109,6 +120,20 @@ mod tests {
         let wakes = WakeCount::new();
         let waker = wakes.waker();
         assert!(signal.poll(&mut Context::from_waker(&waker)).is_ready());
+        assert_eq!(wakes.count(), 0);
+    }
+
+    #[test]
+    fn a_released_signal_holds_no_waker() {
+        let signal = Signal::default();
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
+        assert!(signal.poll(&mut Context::from_waker(&waker)).is_pending());
+        drop(waker);
+        assert_eq!(std::sync::Arc::strong_count(&wakes), 2, "kept");
+        signal.release();
+        assert_eq!(std::sync::Arc::strong_count(&wakes), 1, "let go");
+        signal.raise();
         assert_eq!(wakes.count(), 0);
     }
 
