@@ -574,13 +574,19 @@ impl Link {
             incoming.queue.append(batch);
         }
         let free = incoming.free(self.capacity);
-        self.incoming_ready.store(true, Ordering::Release);
-        // Woken under the lock, by reference: the waker stays registered
-        // for the next delivery. (The receiver's waker marks its half of a
-        // connection's task to be polled, or schedules its task: neither
-        // comes back to this lock.)
-        if let Some(receiver) = &incoming.receiver {
-            receiver.wake_by_ref();
+        // Only the first delivery since the receiver left the queue empty
+        // wakes it: until it has looked under the lock again, which the
+        // set flag makes it do, it finds the later ones there too. (The
+        // flag changes only under this lock.)
+        if !self.incoming_ready.load(Ordering::Relaxed) {
+            self.incoming_ready.store(true, Ordering::Release);
+            // Woken under the lock, by reference: the waker stays
+            // registered for the next delivery. (The receiver's waker marks
+            // its half of a connection's task to be polled, or schedules
+            // its task: neither comes back to this lock.)
+            if let Some(receiver) = &incoming.receiver {
+                receiver.wake_by_ref();
+            }
         }
         Some(Room::Free(free))
     }
@@ -1129,6 +1135,31 @@ mod tests {
             link.poll_recv(&mut taken, &mut cx),
             Poll::Ready(None)
         ));
+    }
+
+    #[test]
+    fn deliveries_before_the_receiver_looks_again_wake_it_once() {
+        let (link, _, mut taken) = receiving(8);
+        let wakes = WakeCount::new();
+        let waker = wakes.waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(link.poll_recv(&mut taken, &mut cx).is_pending());
+        deliver(&link, &["a"]);
+        deliver(&link, &["b", "c"]);
+        assert_eq!(wakes.count(), 1, "one wake for the burst");
+        assert_eq!(
+            texts(received_many(&link, &mut taken, 8, &mut cx)),
+            ["a", "b", "c"]
+        );
+        // The queue was left empty: the next delivery wakes it again.
+        deliver(&link, &["d"]);
+        assert_eq!(wakes.count(), 2);
+        // Taken in part (the limit), the rest is found without a wake.
+        deliver(&link, &["e"]);
+        assert_eq!(texts(received_many(&link, &mut taken, 1, &mut cx)), ["d"]);
+        assert_eq!(texts(received_many(&link, &mut taken, 8, &mut cx)), ["e"]);
+        assert!(received_many(&link, &mut taken, 8, &mut cx).is_pending());
+        assert_eq!(wakes.count(), 2);
     }
 
     #[test]
