@@ -44,26 +44,54 @@ const DRIVER: usize = 0;
 const HANDLER: usize = 1;
 
 thread_local! {
-    /// The join this thread is polling, if any. A wake raised from inside
-    /// that poll (the driver handing the handler a message, the handler
-    /// queuing an answer) is read next by this same thread, so it needs
-    /// no atomic read-modify-write: three of them per echoed message.
-    static POLLING: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+    /// The join this thread is polling, if any, and the wakes raised for
+    /// it from inside that poll (the driver handing the handler a message,
+    /// the handler queuing an answer). Those are read next by this same
+    /// thread, so they are kept here, in plain memory, rather than in the
+    /// join's atomic flags: no atomic read-modify-write, and no write to a
+    /// cache line another core may hold.
+    static POLLING: Polling = const {
+        Polling {
+            join: Cell::new(std::ptr::null()),
+            woken: Cell::new(0),
+        }
+    };
 }
 
-/// Marks, for this thread, a join as being polled until dropped (and puts
-/// back whichever was before).
-struct PollingHere(*const Shared);
+struct Polling {
+    join: Cell<*const Shared>,
+    /// One bit per future, by index.
+    woken: Cell<u8>,
+}
 
-impl PollingHere {
-    fn enter(shared: &Shared) -> Self {
-        Self(POLLING.with(|polling| polling.replace(shared)))
+impl Polling {
+    /// Takes a future's bit: whether a wake for it was raised from inside
+    /// the poll.
+    fn take(&self, which: usize) -> bool {
+        let woken = self.woken.get();
+        self.woken.set(woken & !(1 << which));
+        woken & (1 << which) != 0
     }
 }
 
-impl Drop for PollingHere {
+/// Marks, for this thread, a join as being polled until dropped (and puts
+/// back whichever was before, with its wakes).
+struct PollingHere<'a> {
+    polling: &'a Polling,
+    before: (*const Shared, u8),
+}
+
+impl<'a> PollingHere<'a> {
+    fn enter(polling: &'a Polling, shared: &Shared) -> Self {
+        let before = (polling.join.replace(shared), polling.woken.replace(0));
+        Self { polling, before }
+    }
+}
+
+impl Drop for PollingHere<'_> {
     fn drop(&mut self) {
-        POLLING.with(|polling| polling.set(self.0));
+        self.polling.join.set(self.before.0);
+        self.polling.woken.set(self.before.1);
     }
 }
 
@@ -73,36 +101,43 @@ struct Shared {
     /// The task's own waker, kept across wakes (a wake goes through it by
     /// reference), so that the task registers it again only if it changes.
     task: Mutex<Option<Waker>>,
-    /// Set while the task is polling the pair: a wake then needs no trip
-    /// through the scheduler.
-    polling: AtomicBool,
-    /// Whether each future was woken since it was last polled.
+    /// Whether each future was woken from outside the task's poll since
+    /// it was last polled.
     woken: [AtomicBool; 2],
 }
 
 impl Shared {
     /// Clears a future's mark; whether it was set. A load first: on most
-    /// rounds one of the two was not woken, and a swap would take the
-    /// flag's cache line each time.
+    /// rounds the future was not woken from outside, and a swap would take
+    /// the flag's cache line each time.
     fn take(&self, which: usize) -> bool {
         self.woken[which].load(Ordering::Acquire) && self.woken[which].swap(false, Ordering::AcqRel)
     }
 
-    /// Marks a future woken, and wakes the task unless it is polling.
+    /// Marks a future woken, and wakes the task unless the wake comes from
+    /// inside the task's own poll.
     fn mark(&self, which: usize) {
-        if POLLING.with(|polling| std::ptr::eq(polling.get(), self)) {
-            // From inside this join's poll, on its thread: the poll's next
-            // round reads the flag, in program order.
-            self.woken[which].store(true, Ordering::Relaxed);
+        let inside = POLLING.with(|polling| {
+            let inside = std::ptr::eq(polling.join.get(), self);
+            if inside {
+                // The poll's next look at this future reads the bit, on
+                // this thread, in program order.
+                polling.woken.set(polling.woken.get() | 1 << which);
+            }
+            inside
+        });
+        if inside {
             return;
         }
-        self.woken[which].store(true, Ordering::SeqCst);
-        if !self.polling.load(Ordering::SeqCst) {
-            // Under the lock, by reference: the task's waker only schedules
-            // the task, and never comes back to this lock.
-            if let Some(task) = &*lock(&self.task) {
-                task.wake_by_ref();
-            }
+        // From outside: the flag, then the task. The task may be in the
+        // middle of a poll on another thread and may have looked at this
+        // future already; waking it has it polled again, so the mark is
+        // never lost (and costs no handshake with the poll).
+        self.woken[which].store(true, Ordering::Release);
+        // Under the lock, by reference: the task's waker only schedules
+        // the task, and never comes back to this lock.
+        if let Some(task) = &*lock(&self.task) {
+            task.wake_by_ref();
         }
     }
 }
@@ -180,44 +215,47 @@ impl Future for Join {
             *lock(&shared.task) = Some(cx.waker().clone());
             this.registered = task;
         }
-        shared.polling.store(true, Ordering::SeqCst);
-        let _here = PollingHere::enter(shared);
-        for _ in 0..MAX_ROUNDS {
-            let mut polled = false;
-            for which in 0..2 {
-                if let Some(future) = &mut this.futures[which]
-                    && shared.take(which)
-                {
-                    polled = true;
-                    let mut cx = Context::from_waker(&this.wakers[which]);
-                    if future.as_mut().poll(&mut cx).is_ready() {
-                        // Dropped as soon as it is done: the handler's
-                        // state, or the driver's, goes with it.
-                        this.futures[which] = None;
+        // The thread-local is looked up once, and the rounds run with it.
+        POLLING.with(|polling| {
+            let _here = PollingHere::enter(polling, shared);
+            for _ in 0..MAX_ROUNDS {
+                let mut polled = false;
+                for which in 0..2 {
+                    // Both marks are taken, so that neither brings about a
+                    // second poll for the same wake.
+                    if let Some(future) = &mut this.futures[which]
+                        && polling.take(which) | shared.take(which)
+                    {
+                        polled = true;
+                        let mut cx = Context::from_waker(&this.wakers[which]);
+                        if future.as_mut().poll(&mut cx).is_ready() {
+                            // Dropped as soon as it is done: the handler's
+                            // state, or the driver's, goes with it.
+                            this.futures[which] = None;
+                        }
                     }
                 }
-            }
-            if this.futures.iter().all(Option::is_none) {
-                return Poll::Ready(());
-            }
-            if !polled {
-                shared.polling.store(false, Ordering::SeqCst);
-                // A wake between the last check and the store above found
-                // the task polling and only marked its future: serve it on
-                // the next poll.
-                let missed = (0..2).any(|which| {
-                    this.futures[which].is_some() && shared.woken[which].load(Ordering::SeqCst)
-                });
-                if missed {
-                    cx.waker().wake_by_ref();
+                if this.futures.iter().all(Option::is_none) {
+                    return Poll::Ready(());
                 }
-                return Poll::Pending;
+                if !polled {
+                    // Every live future's mark was read and found clear in
+                    // this round, and nothing was polled to raise one since.
+                    return Poll::Pending;
+                }
             }
-        }
-        // Still busy after many rounds: let other tasks run first.
-        shared.polling.store(false, Ordering::SeqCst);
-        cx.waker().wake_by_ref();
-        Poll::Pending
+            // Still busy after many rounds: let other tasks run first. The
+            // wakes raised inside this poll and not yet served move to the
+            // shared flags, for the next poll.
+            let left = polling.woken.get();
+            for (which, woken) in shared.woken.iter().enumerate() {
+                if left & (1 << which) != 0 {
+                    woken.store(true, Ordering::Release);
+                }
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
     }
 }
 
@@ -327,6 +365,24 @@ mod tests {
         assert!(poll_once(fut.as_mut(), &second).is_pending());
         wake_driver();
         assert_eq!((first.count(), second.count()), (2, 1), "the new waker");
+    }
+
+    /// Two futures that keep waking each other get MAX_ROUNDS rounds in
+    /// one poll of the task, which then wakes itself; the wakes raised in
+    /// the last round are served on the next poll, not lost with the poll.
+    #[test]
+    fn wakes_left_when_the_poll_yields_are_served_on_the_next() {
+        let (a, b): (Slot, Slot) = Default::default();
+        let (driver, driver_polls) = Counted::new(&a, &b, 1000);
+        let (handler, handler_polls) = Counted::new(&b, &a, 1000);
+        let mut fut = std::pin::pin!(Join::new(Box::pin(driver), Box::pin(handler)));
+        let wakes = WakeCount::new();
+        assert!(poll_once(fut.as_mut(), &wakes).is_pending());
+        assert_eq!(wakes.count(), 1, "the task woke itself");
+        assert_eq!(driver_polls.load(Ordering::SeqCst), MAX_ROUNDS);
+        assert!(poll_once(fut.as_mut(), &wakes).is_pending());
+        assert_eq!(driver_polls.load(Ordering::SeqCst), 2 * MAX_ROUNDS);
+        assert_eq!(handler_polls.load(Ordering::SeqCst), 2 * MAX_ROUNDS);
     }
 
     /// A wake from outside reaches the task, and only the future it was
