@@ -272,6 +272,11 @@ impl Connection {
             if self.state() == State::Closed {
                 return Ok(None);
             }
+            if self.header.is_none()
+                && let Some(message) = self.take_short()
+            {
+                return message.map(Some);
+            }
             let header = match self.header {
                 Some(header) => header,
                 None => match FrameHeader::decode(&self.rx) {
@@ -315,6 +320,58 @@ impl Connection {
         }
     }
 
+    /// The common case, taken whole in one step: a short text or binary
+    /// message (at most 125 bytes, so no extended length) in one frame, all
+    /// of it already received, outside any fragmented message. Anything
+    /// else, well-formed or not, is left to the general path (`None`),
+    /// which checks it in full and reports what is wrong with it: only a
+    /// frame that path would accept as a whole message is taken here.
+    #[inline]
+    fn take_short(&mut self) -> Option<Result<Message, ProtocolError>> {
+        let [b0, b1, ..] = self.rx[..] else {
+            return None;
+        };
+        // FIN set, RSV1-3 clear, and a text (0x1) or binary (0x2) opcode.
+        let text = match b0 {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        // Section 5.1: a server takes only masked frames, a client only
+        // unmasked ones.
+        let masked = b1 & 0x80 != 0;
+        let len = usize::from(b1 & 0x7F);
+        let start = if masked { 6 } else { 2 };
+        if masked != (self.role == Role::Server)
+            || len > 125
+            || self.rx.len() < start + len
+            || self.partial.is_some()
+            || self.close_sent
+            || len > self.config.max_frame_size
+            || len > self.config.max_message_size
+        {
+            return None;
+        }
+        if masked {
+            let key = [self.rx[2], self.rx[3], self.rx[4], self.rx[5]];
+            apply_mask_at(&mut self.rx[start..start + len], key, 0);
+        }
+        self.rx.advance(start);
+        if text {
+            let payload = &self.rx[..len];
+            // Section 8.1: invalid UTF-8 fails the connection.
+            if !payload.is_ascii() && simdutf8::basic::from_utf8(payload).is_err() {
+                return Some(Err(self.fail(ProtocolError::InvalidUtf8)));
+            }
+        }
+        let payload = self.rx.split_to(len).freeze();
+        Some(Ok(if text {
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        }))
+    }
+
     /// Writes the frames the connection generated itself into `out`: the
     /// latest pong owed, then a close frame (a reply, or the close of a
     /// failure). Returns whether anything was written.
@@ -351,6 +408,7 @@ impl Connection {
     /// [`SendError::Closed`] once a close frame has been sent or queued
     /// (other than a failure's, as above), and the checks of
     /// [`close`](Self::close) and of control-frame size.
+    #[inline]
     pub fn send(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), SendError> {
         let failing = self.may_send()?;
         let (opcode, payload) = match message {
@@ -647,8 +705,17 @@ impl Connection {
         self.pending_pong = None;
     }
 
+    #[inline]
     fn write_frame(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
         let mask = self.mask_keys.as_mut().map(|keys| keys.next_key());
+        if mask.is_none() && payload.len() <= 125 {
+            // A server's short frame, the common case: FIN and the opcode,
+            // then the length in the second byte, then the payload.
+            out.reserve(2 + payload.len());
+            out.extend_from_slice(&[0x80 | opcode.as_u8(), payload.len() as u8]);
+            out.extend_from_slice(payload);
+            return;
+        }
         let header = FrameHeader::unfragmented(opcode, mask, payload.len());
         out.reserve(header.encoded_len() + payload.len());
         header.encode(out);

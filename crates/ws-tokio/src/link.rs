@@ -446,10 +446,14 @@ impl Link {
                 outgoing.queue.push_back(Command::Send(message, units));
             }
         } else {
-            for message in messages.drain(..taken) {
-                let units = units(&message).unwrap_or(0);
-                outgoing.queue.push_back(Command::Send(message, units));
-            }
+            // One reservation for the whole run, rather than a capacity
+            // check per message.
+            outgoing
+                .queue
+                .extend(messages.drain(..taken).map(|message| {
+                    let units = units(&message).unwrap_or(0);
+                    Command::Send(message, units)
+                }));
         }
         if full {
             outgoing.wait(cx);

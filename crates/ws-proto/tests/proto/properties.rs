@@ -1,5 +1,6 @@
-//! Property tests: round trips with every split of the input, and the fast
-//! mask against the reference.
+//! Property tests: round trips with every split of the input, arbitrary
+//! frames decoded whole and byte by byte, and the fast mask against the
+//! reference.
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
@@ -26,6 +27,101 @@ fn decode_in_two(wire: &[u8], split: usize, role: Role) -> Vec<Message> {
         }
     }
     messages
+}
+
+/// A frame of any kind, well-formed or not, for a connection in `role`:
+/// any first byte (FIN, RSV and opcode), masked or not, with a payload that is often valid UTF-8 and
+/// sometimes not, and short enough to need no extended length unless it
+/// passes 125 bytes.
+fn raw_frame(role: Role) -> impl Strategy<Value = Vec<u8>> {
+    let b0 = prop_oneof![
+        4 => prop_oneof![Just(0x81u8), Just(0x82)],
+        1 => prop_oneof![Just(0x01u8), Just(0x02), Just(0x00), Just(0x80), Just(0x89), Just(0x8A)],
+        1 => any::<u8>(),
+    ];
+    let payload = prop_oneof![
+        ".{0,20}".prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 0..130),
+    ];
+    // Mostly masked as the role expects (a server, masked frames).
+    let masked = prop::bool::weighted(if role == Role::Server { 0.9 } else { 0.1 });
+    (b0, payload, masked, any::<[u8; 4]>()).prop_map(|(b0, payload, masked, key)| {
+        let mut frame = vec![b0];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        if payload.len() <= 125 {
+            frame.push(mask_bit | payload.len() as u8);
+        } else {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        if masked {
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            frame.extend_from_slice(&payload);
+        }
+        frame
+    })
+}
+
+/// What a connection makes of `wire` fed in pieces of at most `piece`
+/// bytes, after sending a close frame of its own if `closing`: each
+/// message, or the close code of the error that ended it, then the frames
+/// it wrote in answer.
+fn outcome(
+    wire: &[u8],
+    piece: usize,
+    role: Role,
+    config: &Config,
+    closing: bool,
+) -> (Vec<Result<Message, u16>>, BytesMut) {
+    let mut conn = Connection::builder(role)
+        .config(config.clone())
+        .mask_keys(|| [1, 2, 3, 4])
+        .build();
+    let mut out = BytesMut::new();
+    if closing {
+        conn.close(None, &mut out).unwrap();
+    }
+    let mut results = Vec::new();
+    for part in wire.chunks(piece) {
+        conn.handle_bytes(part);
+        loop {
+            match conn.poll_message() {
+                Ok(Some(message)) => results.push(Ok(message)),
+                Ok(None) => break,
+                Err(error) => results.push(Err(error.close_code().0)),
+            }
+        }
+    }
+    conn.poll_transmit(&mut out);
+    (results, out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Frames that arrive whole (taken in one step when short and simple)
+    /// and the same frames one byte at a time (always through the general
+    /// path) give the same messages, the same error and the same answer.
+    #[test]
+    fn arbitrary_frames_decode_alike_whole_and_byte_by_byte(
+        (role, frames) in prop_oneof![Just(Role::Server), Just(Role::Client)].prop_flat_map(|role| {
+            (Just(role), proptest::collection::vec(raw_frame(role), 1..6))
+        }),
+        frame_limit in prop_oneof![Just(usize::MAX), 0usize..140],
+        message_limit in prop_oneof![Just(usize::MAX), 1usize..140],
+        closing in prop::bool::weighted(0.2),
+    ) {
+        let wire = frames.concat();
+        let config = Config::default()
+            .max_frame_size(frame_limit)
+            .max_message_size(message_limit);
+        prop_assert_eq!(
+            outcome(&wire, wire.len(), role, &config, closing),
+            outcome(&wire, 1, role, &config, closing)
+        );
+    }
 }
 
 proptest! {
