@@ -267,15 +267,24 @@ impl Connection {
     /// A [`ProtocolError`] when the peer broke the protocol or a limit. The
     /// connection has then queued a close frame with the error's
     /// [close code](ProtocolError::close_code) and is [`State::Closed`].
+    #[inline]
     pub fn poll_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        if self.header.is_none()
+            && self.state() != State::Closed
+            && let Some(message) = self.take_short()
+        {
+            return message.map(Some);
+        }
+        self.poll_frames()
+    }
+
+    /// The general path of [`poll_message`](Self::poll_message): frame by
+    /// frame, each header checked in full, payloads unmasked and validated
+    /// as they arrive, fragments assembled, control frames answered.
+    fn poll_frames(&mut self) -> Result<Option<Message>, ProtocolError> {
         loop {
             if self.state() == State::Closed {
                 return Ok(None);
-            }
-            if self.header.is_none()
-                && let Some(message) = self.take_short()
-            {
-                return message.map(Some);
             }
             let header = match self.header {
                 Some(header) => header,
