@@ -281,7 +281,7 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.inner.state)
     }
 
     /// Adds a connection. It leaves the hub when the returned [`Member`] is

@@ -17,18 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
+use crate::lock;
+
 /// The addresses `Waker::will_wake` compares: its data and its vtable.
 fn fingerprint(waker: &Waker) -> [usize; 2] {
     [
         waker.data() as usize,
         std::ptr::from_ref(waker.vtable()) as usize,
     ]
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding it; should anything, the slot is still
-    // consistent, so the poison is ignored.
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// Rounds of polling within one poll of the task before it yields to the

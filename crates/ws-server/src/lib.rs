@@ -47,6 +47,14 @@ mod tasks;
 #[cfg(feature = "tls")]
 mod tls;
 
+/// Locks one of the server's short critical sections (a hub's state, the
+/// connection tasks' bookkeeping, the stop signal's waiters, a join's task
+/// waker). Nothing panics while holding any of them; should anything, what
+/// they guard is still consistent, so the poison is ignored.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 pub use hub::{Audience, Backplane, Delivery, Hub, HubBuilder, Member, MemberId, Publication};
 /// rustls, whose `ServerConfig` [`TlsConfig::from_rustls`] takes.
 #[cfg(feature = "tls")]

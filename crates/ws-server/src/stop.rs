@@ -28,9 +28,7 @@ struct Waiters {
 
 impl Stop {
     fn lock(&self) -> MutexGuard<'_, Waiters> {
-        // Nothing panics while holding the lock; a poisoned one is still
-        // consistent.
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.waiters)
     }
 
     /// Signals every connection, present and future.

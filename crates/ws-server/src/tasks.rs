@@ -57,9 +57,7 @@ pub(crate) struct Tracked {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding the lock; a poisoned one is still
-        // consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.state)
     }
 }
 

@@ -200,7 +200,7 @@ pub(crate) struct Taken {
 }
 
 /// Locks one of the connection's short critical sections (the link's
-/// queues, the driver's signal).
+/// queues, the driver's signal, the outbox's queue).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code panics while holding these locks; should one ever, what they
     // guard is still consistent, so the poison is ignored.

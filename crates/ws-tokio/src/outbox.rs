@@ -489,7 +489,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::link::lock(&self.queue)
     }
 
     /// The driver's side: hands frames to `take`, in order, while `budget`
