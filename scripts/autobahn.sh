@@ -2,7 +2,9 @@
 # Runs the Autobahn|Testsuite against this project and compares the results
 # with the expected results checked in under autobahn/.
 #
-#   scripts/autobahn.sh server     wstest's fuzzing client against echo_server
+#   scripts/autobahn.sh server     wstest's fuzzing client against echo_server,
+#                                  as a handler future and (--inline) as a
+#                                  message handler its driver calls
 #   scripts/autobahn.sh client     autobahn_client against wstest's fuzzing server
 #   scripts/autobahn.sh all        both
 #
@@ -80,19 +82,25 @@ wait_for_port() {
 }
 
 run_server_suite() {
-    local port=9001
+    local port=9001 inline_port=9003
     local reports="$root/reports/server"
     rm -rf "$reports"
     mkdir -p "$reports"
     cargo build --release --example echo_server --quiet
     "$root/target/release/examples/echo_server" "127.0.0.1:$port" &
     server_pid=$!
-    trap 'kill "${server_pid:-}" 2>/dev/null || true' EXIT
+    "$root/target/release/examples/echo_server" "127.0.0.1:$inline_port" --inline &
+    inline_pid=$!
+    trap 'kill "${server_pid:-}" "${inline_pid:-}" 2>/dev/null || true' EXIT
     wait_for_port "$port" 50
+    wait_for_port "$inline_port" 50
     cat >"$reports/spec.json" <<SPEC
 {
   "outdir": "$reports",
-  "servers": [{"agent": "ws-server", "url": "ws://127.0.0.1:$port"}],
+  "servers": [
+    {"agent": "ws-server", "url": "ws://127.0.0.1:$port"},
+    {"agent": "ws-server-inline", "url": "ws://127.0.0.1:$inline_port"}
+  ],
   "cases": ["*"],
   "exclude-cases": ["12.*", "13.*"],
   "exclude-agent-cases": {}
@@ -103,8 +111,14 @@ SPEC
         echo "wstest failed" >&2
         exit 1
     }
-    kill "$server_pid" 2>/dev/null || true
-    python3 "$root/scripts/autobahn_check.py" "$reports/index.json" "$root/autobahn/expected-server.json" ws-server
+    kill "$server_pid" "$inline_pid" 2>/dev/null || true
+    # Both servers are held to the same expected results.
+    local failed=0
+    for agent in ws-server ws-server-inline; do
+        python3 "$root/scripts/autobahn_check.py" "$reports/index.json" \
+            "$root/autobahn/expected-server.json" "$agent" || failed=1
+    done
+    return "$failed"
 }
 
 run_client_suite() {

@@ -45,6 +45,9 @@ ECHO_SERVERS = {
 }
 # The plain echo profiles also run the bare loop, for the ceiling.
 ECHO_AND_CEILING = dict(ECHO_SERVERS, **{RAW: ["raw-echo"]})
+# The same, with ws's echo as a message handler its driver calls
+# (`echo_server --inline`, `ServerBuilder::serve_inline`).
+INLINE_AND_CEILING = dict(ECHO_AND_CEILING, **{OURS: ["examples/echo_server", "--inline"]})
 BROADCAST_SERVERS = {
     OURS: ["examples/broadcast_server"],
     TT: ["tt-broadcast"],
@@ -61,14 +64,16 @@ WSS_SERVERS = {
 # name, servers, ws-load arguments, metric, higher is better, goal text,
 # goal check on (our median, ours / tt, ours / fws), or None: no goal.
 PROFILES = [
-    ("echo 64 conn x 1 in flight, 5 B text", ECHO_AND_CEILING,
-     ["echo", "--connections", "64", "--depth", "1", "--size", "5"],
-     "msgs_per_sec", True, ">= 1.3x tokio-tungstenite and >= fastwebsockets",
-     lambda ours, tt, fws: tt >= 1.3 and fws >= 1.0),
-    ("echo 64 conn x 16 in flight, 5 B text", ECHO_AND_CEILING,
-     ["echo", "--connections", "64", "--depth", "16", "--size", "5"],
-     "msgs_per_sec", True, ">= 8x tokio-tungstenite",
-     lambda ours, tt, fws: tt >= 8.0),
+    (f"echo 64 conn x {depth} in flight, 5 B text{label}", servers,
+     ["echo", "--connections", "64", "--depth", str(depth), "--size", "5"],
+     "msgs_per_sec", True, goal, check)
+    for servers, label in ((ECHO_AND_CEILING, ""), (INLINE_AND_CEILING, ", inline handler"))
+    for depth, goal, check in (
+        (1, ">= 1.3x tokio-tungstenite and >= fastwebsockets",
+         lambda ours, tt, fws: tt >= 1.3 and fws >= 1.0),
+        (16, ">= 8x tokio-tungstenite", lambda ours, tt, fws: tt >= 8.0),
+    )
+] + [
     ("echo 16 conn, 64 KiB binary", ECHO_AND_CEILING,
      ["echo", "--connections", "16", "--depth", "1", "--size", "65536", "--binary"],
      "mb_per_sec", True, ">= 1.5x tokio-tungstenite",

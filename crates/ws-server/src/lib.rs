@@ -29,6 +29,13 @@
 //! timeouts whatever the handler is doing, and gathers every message the
 //! handler queued while it was busy into one write.
 //!
+//! A handler that answers each message at once, without awaiting, can
+//! instead be called by the driver itself, as it decodes each message:
+//! [`ServerBuilder::serve_inline`] takes a [`MessageHandler`] (any
+//! `FnMut(Message, &mut Reply)`), which answers through a [`Reply`]
+//! straight into the connection's output. No queue, no second future, no
+//! wake between the two: the fastest way to serve, where it fits.
+//!
 //! [`Server::builder`] sets the rest: limits, timeouts, keepalive, origin
 //! allow-list, subprotocols, a handshake hook for authentication and
 //! routing, a health-check path, the connection cap, backpressure, and
@@ -71,5 +78,6 @@ pub use ws_proto as proto;
 pub use ws_proto::http;
 pub use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
 pub use ws_tokio::{
-    Error, OutboxLimits, SharedFrame, SlowConsumer, WebSocket, WebSocketReceiver, WebSocketSender,
+    Error, MessageHandler, OutboxLimits, Reply, SharedFrame, SlowConsumer, WebSocket,
+    WebSocketReceiver, WebSocketSender,
 };

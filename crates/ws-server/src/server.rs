@@ -21,7 +21,7 @@ use ws_proto::{
     validate_request, write_accept,
 };
 
-use ws_tokio::{Handshake, Settings, Transport, WebSocket};
+use ws_tokio::{Handshake, MessageHandler, Settings, Transport, WebSocket};
 
 use crate::join::{Join, Task};
 use crate::stop::{Stop, Stopped};
@@ -344,7 +344,57 @@ impl ServerBuilder {
         H: Fn(WebSocket) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let handler: Handler = Arc::new(move |ws| Box::pin(handler(ws)));
+        let handler = Handler::Stream(Arc::new(move |ws| Box::pin(handler(ws))));
+        self.serve_handler(handler, addr)
+    }
+
+    /// Serves on `addr` with a [`MessageHandler`] per connection, which the
+    /// connection's driver calls with each message as it decodes it: the
+    /// handler answers through a [`Reply`](ws_tokio::Reply), straight into
+    /// the connection's output, with no queue between the two and no task
+    /// to wake. `handler` makes it from the connection's [`WebSocket`].
+    ///
+    /// Suited to handlers that answer each message at once, without
+    /// awaiting (echo, request and response, publishing to a [`Hub`](crate::Hub)),
+    /// in the style of callback APIs. The handler runs on the runtime's
+    /// worker inside the driver's poll, so it must not block; work that has
+    /// to wait belongs in a task of its own, which can answer through a
+    /// clone of the `WebSocket`.
+    ///
+    /// The `WebSocket` receives no messages (they all go to the handler).
+    /// It reads the handshake, sends, closes and joins hub rooms, and it
+    /// may be kept, cloned or dropped: the connection stays open until
+    /// either side closes it or the server shuts down. Pings, the
+    /// keepalive, the closing handshake and every limit are handled as with
+    /// [`serve`](Self::serve).
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use ws_server::{Message, Reply, Server, WebSocket};
+    ///
+    /// Server::builder()
+    ///     .serve_inline(
+    ///         |_ws: WebSocket| {
+    ///             |message: Message, reply: &mut Reply<'_>| {
+    ///                 let _ = reply.send(&message);
+    ///             }
+    ///         },
+    ///         "127.0.0.1:9001",
+    ///     )
+    ///     .await
+    /// # }
+    /// ```
+    pub fn serve_inline<H, M>(self, handler: H, addr: impl Listen) -> Serve
+    where
+        H: Fn(WebSocket) -> M + Send + Sync + 'static,
+        M: MessageHandler,
+    {
+        let make = move |ws| -> Box<dyn MessageHandler> { Box::new(handler(ws)) };
+        let handler = Handler::Inline(Arc::new(make));
+        self.serve_handler(handler, addr)
+    }
+
+    fn serve_handler(self, handler: Handler, addr: impl Listen) -> Serve {
         Serve {
             builder: self,
             handler,
@@ -354,8 +404,13 @@ impl ServerBuilder {
     }
 }
 
-/// The application's handler, which makes each connection's handler future.
-type Handler = Arc<dyn Fn(WebSocket) -> Task + Send + Sync>;
+/// The application's handler.
+enum Handler {
+    /// Makes each connection's handler future.
+    Stream(Arc<dyn Fn(WebSocket) -> Task + Send + Sync>),
+    /// Makes each connection's message handler, which its driver calls.
+    Inline(Arc<dyn Fn(WebSocket) -> Box<dyn MessageHandler> + Send + Sync>),
+}
 type ListenFn =
     Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = io::Result<TcpListener>> + Send>> + Send>;
 
@@ -572,6 +627,15 @@ struct ConnectionTask {
 enum Phase {
     Opening(Opening),
     Open(Join),
+    /// Open with a message handler: the driver alone.
+    Driven(Task),
+}
+
+/// A connection whose handshake is done: its driver and handler futures,
+/// or a driver that calls the handler itself.
+enum Opened {
+    Joined(Task, Task),
+    Driven(Task),
 }
 
 impl Future for ConnectionTask {
@@ -586,12 +650,14 @@ impl Future for ConnectionTask {
                 match &mut this.phase {
                     Phase::Opening(opening) => match std::task::ready!(opening.as_mut().poll(cx)) {
                         // The opening's box is freed here.
-                        Some((driver, handler)) => {
+                        Some(Opened::Joined(driver, handler)) => {
                             this.phase = Phase::Open(Join::new(driver, handler));
                         }
+                        Some(Opened::Driven(driver)) => this.phase = Phase::Driven(driver),
                         None => return Poll::Ready(()),
                     },
                     Phase::Open(join) => return Pin::new(join).poll(cx),
+                    Phase::Driven(driver) => return driver.as_mut().poll(cx),
                 }
             }
         }));
@@ -610,7 +676,7 @@ impl Future for ConnectionTask {
 /// A connection being opened: the TLS handshake (if any) and the upgrade,
 /// under one deadline. Ends with the connection's driver and handler, or
 /// `None` once the connection is answered or dropped.
-type Opening = Pin<Box<dyn Future<Output = Option<(Task, Task)>> + Send>>;
+type Opening = Pin<Box<dyn Future<Output = Option<Opened>> + Send>>;
 
 /// Opens a connection. Boxed, and not an async fn: everything the opening
 /// needs (the TLS state, the parser, the request as read) is freed once it
@@ -653,7 +719,7 @@ async fn upgrade<S: Transport>(
     shared: &Shared,
     shutdown: Stopped,
     deadline: Instant,
-) -> Option<(Task, Task)> {
+) -> Option<Opened> {
     let builder = &shared.builder;
     let handshaking = timeout_at(deadline, handshake(&mut stream, peer, builder));
     let (handshake, leftover) = match handshaking.await {
@@ -674,20 +740,30 @@ async fn upgrade<S: Transport>(
 }
 
 /// The driver and the handler of a connection whose handshake is done,
-/// both boxed, so that the connection's task holds them once.
+/// boxed, so that the connection's task holds them once.
 fn open<S: Transport>(
     stream: S,
     handshake: Handshake,
     leftover: &[u8],
     shared: &Shared,
     shutdown: Stopped,
-) -> (Task, Task) {
+) -> Opened {
     let builder = &shared.builder;
     let mut conn = Connection::new(Role::Server, builder.config.clone());
     // Bytes that came with the request: the client's first frames.
     conn.handle_bytes(leftover);
-    let (ws, driver) = ws_tokio::start(stream, conn, handshake, &shared.settings, shutdown);
-    (Box::pin(driver), (shared.handler)(ws))
+    let settings = &shared.settings;
+    match &shared.handler {
+        Handler::Stream(handler) => {
+            let (ws, driver) = ws_tokio::start(stream, conn, handshake, settings, shutdown);
+            Opened::Joined(Box::pin(driver), handler(ws))
+        }
+        Handler::Inline(handler) => {
+            let make = |ws| handler(ws);
+            let driver = ws_tokio::start_inline(stream, conn, handshake, settings, shutdown, make);
+            Opened::Driven(Box::pin(driver))
+        }
+    }
 }
 
 /// Reads and answers the upgrade request. `Ok(None)`: answered with an

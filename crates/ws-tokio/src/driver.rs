@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
 
 use crate::error::Error;
+use crate::inline::{Deliver, Inline, MessageHandler, Reply, ToLink};
 use crate::link::{Command, DriverLink, Link, Received, Room};
 use crate::outbox::Piece;
 use crate::transport::Transport;
@@ -153,6 +154,29 @@ pub fn start<S: Transport>(
     open(stream, conn, handshake, settings, shutdown)
 }
 
+/// Starts a connection whose messages go to a handler the driver calls as
+/// it decodes them, instead of across a queue to a [`WebSocket`]: `handler`
+/// makes it, from the connection's [`WebSocket`].
+///
+/// The handler answers through a [`Reply`], straight into the output. The
+/// `WebSocket` receives no messages; it can still send (from another task,
+/// say), close, read the handshake, and be kept or cloned for that, or
+/// dropped: the connection stays open until either side closes it or
+/// `shutdown` completes. Everything else is as with [`start`].
+pub fn start_inline<S: Transport, H: MessageHandler>(
+    stream: S,
+    conn: Connection,
+    handshake: Handshake,
+    settings: &Arc<Settings>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    handler: impl FnOnce(WebSocket) -> H,
+) -> impl Future<Output = ()> + Send + 'static {
+    let shared = shared_for(handshake, &conn, settings);
+    let deliver = Inline(handler(WebSocket::new(shared.clone())));
+    let link = DriverLink(shared);
+    drive(stream, conn, link, Arc::clone(settings), shutdown, deliver)
+}
+
 /// [`start`], with the driver's type named (for the tests to look inside).
 fn open<S: Transport, F: Future<Output = ()> + Send + 'static>(
     stream: S,
@@ -160,28 +184,28 @@ fn open<S: Transport, F: Future<Output = ()> + Send + 'static>(
     handshake: Handshake,
     settings: &Arc<Settings>,
     shutdown: F,
-) -> (WebSocket, Driver<S, F>) {
-    let link = Link::new(settings.incoming_queue, settings.write_high_water);
-    let shared = Arc::new(Shared::new(link, handshake, conn.role()));
+) -> (WebSocket, Driver<S, F, ToLink>) {
+    let shared = shared_for(handshake, &conn, settings);
     let ws = WebSocket::new(shared.clone());
-    let driver = drive(
-        stream,
-        conn,
-        DriverLink(shared),
-        Arc::clone(settings),
-        shutdown,
-    );
+    let link = DriverLink(shared);
+    let driver = drive(stream, conn, link, Arc::clone(settings), shutdown, ToLink);
     (ws, driver)
+}
+
+/// The state a connection's driver shares with its `WebSocket` handles.
+fn shared_for(handshake: Handshake, conn: &Connection, settings: &Settings) -> Arc<Shared> {
+    let link = Link::new(settings.incoming_queue, settings.write_high_water);
+    Arc::new(Shared::new(link, handshake, conn.role()))
 }
 
 /// The bytes waiting to be written, in order: whole pieces (broadcast
 /// frames shared with other connections, and sealed runs of encoded
 /// frames), then the buffer frames are being encoded into.
 #[derive(Default)]
-struct Output {
+pub(crate) struct Output {
     chunks: VecDeque<Bytes>,
     chunk_bytes: usize,
-    tail: BytesMut,
+    pub(crate) tail: BytesMut,
 }
 
 /// The largest output buffer kept once everything in it was written.
@@ -460,21 +484,24 @@ pin_project_lite::pin_project! {
     /// The connection's driver: a future polled by hand, holding only the
     /// connection's state (no `select!` state, no locals kept across
     /// awaits), so that an idle connection costs little.
-    struct Driver<S, F> {
+    struct Driver<S, F, D> {
         #[pin]
         timer: Timer,
         // Held here, not boxed: a box would be an allocation of its own
         // for each connection. Empty once it has completed.
         #[pin]
         shutdown: Option<F>,
-        state: Inner<S>,
+        state: Inner<S, D>,
     }
 }
 
 /// Everything the driver holds apart from its timer.
-struct Inner<S> {
+struct Inner<S, D> {
     stream: S,
     conn: Connection,
+    /// Where decoded messages go: a zero-sized marker for the link, or the
+    /// application's handler.
+    deliver: D,
     link: DriverLink,
     /// Shared with every connection started with the same settings.
     settings: Arc<Settings>,
@@ -512,13 +539,14 @@ struct Inner<S> {
 }
 
 /// The driver's loop.
-fn drive<S: Transport, F: Future<Output = ()>>(
+fn drive<S: Transport, F: Future<Output = ()>, D: Deliver>(
     stream: S,
     conn: Connection,
     link: DriverLink,
     settings: Arc<Settings>,
     shutdown: F,
-) -> Driver<S, F> {
+    deliver: D,
+) -> Driver<S, F, D> {
     let next_ping = settings
         .ping_interval
         .map(|interval| Instant::now() + interval);
@@ -528,6 +556,7 @@ fn drive<S: Transport, F: Future<Output = ()>>(
         state: Inner {
             stream,
             conn,
+            deliver,
             link,
             settings,
             work: Work::default(),
@@ -550,7 +579,7 @@ fn drive<S: Transport, F: Future<Output = ()>>(
     }
 }
 
-impl<S: Transport, F: Future<Output = ()>> Future for Driver<S, F> {
+impl<S: Transport, F: Future<Output = ()>, D: Deliver> Future for Driver<S, F, D> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -573,7 +602,7 @@ impl<S: Transport, F: Future<Output = ()>> Future for Driver<S, F> {
     }
 }
 
-impl<S: Transport> Inner<S> {
+impl<S: Transport, D: Deliver> Inner<S, D> {
     /// The open connection: decode, hand over, gather, write, wait.
     fn poll_open<F: Future<Output = ()>>(
         &mut self,
@@ -584,7 +613,8 @@ impl<S: Transport> Inner<S> {
         loop {
             // 1. Decode what was received, as far as the application keeps up.
             let delivered = self.decode();
-            if self.conn.state() == State::Closed
+            if !D::INLINE
+                && self.conn.state() == State::Closed
                 && self.incoming_open
                 && let Some(error) = self.failure.take()
             {
@@ -628,9 +658,12 @@ impl<S: Transport> Inner<S> {
                 self.apply_commands();
                 if taken.senders_gone {
                     self.commands_open = false;
-                    // Every sender is gone: the application is done.
-                    let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                    let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
+                    // Every sender is gone: the application is done, unless
+                    // its handler is called from here.
+                    if !D::INLINE {
+                        let frame = CloseFrame::new(CloseCode::NORMAL, "");
+                        let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
+                    }
                 }
             }
             if self.conn.has_pending_output() {
@@ -780,7 +813,10 @@ impl<S: Transport> Inner<S> {
         if self.conn.state() == State::Closed || self.conn.read_buffer().is_empty() {
             return false;
         }
-        let mut free = if self.free > 0 && self.incoming_open {
+        let mut free = if D::INLINE {
+            // The handler is called for each message: no queue to fill.
+            usize::MAX
+        } else if self.free > 0 && self.incoming_open {
             self.free as usize
         } else {
             match self.link.room() {
@@ -841,7 +877,22 @@ impl<S: Transport> Inner<S> {
                     break;
                 }
             };
-            if let Some(message) = deliver.filter(|_| self.incoming_open) {
+            if D::INLINE {
+                if let Some(message) = deliver {
+                    let out = self.work.out();
+                    let reply = &mut Reply {
+                        conn: &mut self.conn,
+                        out,
+                    };
+                    self.deliver.handle(message, reply);
+                }
+                if self.work.out_len() >= COALESCE_LIMIT {
+                    // The handler's answers are not written as fast as it
+                    // makes them: the rest of the input waits in the read
+                    // buffer (and the socket is not read) until they are.
+                    break;
+                }
+            } else if let Some(message) = deliver.filter(|_| self.incoming_open) {
                 self.work.get().received.push_back(Ok(message));
                 free -= 1;
             }
@@ -854,6 +905,9 @@ impl<S: Transport> Inner<S> {
         let Some(buffers) = &mut self.work.0 else {
             return false;
         };
+        if D::INLINE {
+            return false;
+        }
         let delivered = !buffers.received.is_empty();
         self.link_used |= delivered;
         let room = self.link.deliver(&mut buffers.received);
@@ -1094,7 +1148,10 @@ impl<S: Transport> Inner<S> {
 
     /// Hands the application the failure, if any, and ends its stream.
     fn end_link(&mut self) {
-        if let Some(failure) = self.failure.take()
+        if D::INLINE {
+            let failure = self.failure.take();
+            self.deliver.end(failure.as_deref());
+        } else if let Some(failure) = self.failure.take()
             && self.incoming_open
         {
             self.deliver_failure(*failure);
@@ -1141,21 +1198,32 @@ impl<S: Transport> Inner<S> {
     }
 }
 
+/// Encodes `message` into `output`; a large payload is queued as it is,
+/// after its header, instead of copied.
+#[inline]
+pub(crate) fn send_into(
+    conn: &mut Connection,
+    message: &Message,
+    output: &mut Output,
+) -> Result<(), ws_proto::SendError> {
+    tracing::trace!(len = payload_len(message), "sending message");
+    if let Some(payload) = conn.send_vectored(message, &mut output.tail, SHARE_PAYLOAD_MIN)? {
+        output.push_shared(payload);
+    }
+    Ok(())
+}
+
 /// Applies one command.
 fn apply(conn: &mut Connection, command: Command, output: &mut Output) {
-    let out = &mut output.tail;
     match command {
         Command::Send(message, _) => {
-            tracing::trace!(len = payload_len(&message), "sending message");
             // A send after close is dropped: the application learns it from
             // its next send, which finds the queue closed.
-            if let Ok(Some(payload)) = conn.send_vectored(&message, out, SHARE_PAYLOAD_MIN) {
-                output.push_shared(payload);
-            }
+            let _ = send_into(conn, &message, output);
         }
         Command::Close(frame) => {
             tracing::debug!(?frame, "closing");
-            let _ = conn.close(frame, out);
+            let _ = conn.close(frame, &mut output.tail);
         }
     }
 }
@@ -1185,7 +1253,7 @@ mod tests {
 
     /// What the driver holds in buffers: the read buffer, the output's (if
     /// its working buffers are made), and the link's queues.
-    fn held<F>(driver: Pin<&mut Driver<TcpStream, F>>) -> (usize, Option<usize>, bool) {
+    fn held<F>(driver: Pin<&mut Driver<TcpStream, F, ToLink>>) -> (usize, Option<usize>, bool) {
         let state = driver.project().state;
         let read = state.conn.read_buffer().capacity();
         let output = state.work.0.as_ref().map(|work| work.out.tail.capacity());
@@ -1199,7 +1267,7 @@ mod tests {
     ) -> (
         TcpStream,
         WebSocket,
-        Driver<TcpStream, std::future::Pending<()>>,
+        Driver<TcpStream, std::future::Pending<()>, ToLink>,
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())

@@ -21,12 +21,19 @@
 //! buffer: on a [`TcpStream`](tokio::net::TcpStream) the driver waits for
 //! readability before it allocates one.
 //!
+//! [`start_inline`] is the other way to run a connection: the driver calls
+//! a [`MessageHandler`] with each message as it decodes it, and the handler
+//! answers through a [`Reply`] straight into the output, with no queue and
+//! no wake between them. It suits handlers that answer at once, without
+//! awaiting.
+//!
 //! Most applications never call [`start`] themselves: they use
 //! `ws_server::serve` or `ws_client::connect`, which re-export [`WebSocket`]
 //! and [`Error`].
 
 mod driver;
 mod error;
+mod inline;
 mod link;
 mod outbox;
 mod signal;
@@ -36,8 +43,9 @@ mod transport;
 pub mod wake_count;
 mod websocket;
 
-pub use driver::{Settings, start};
+pub use driver::{Settings, start, start_inline};
 pub use error::Error;
+pub use inline::{MessageHandler, Reply};
 pub use outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
 pub use transport::Transport;
 pub use websocket::{Handshake, WebSocket, WebSocketReceiver, WebSocketSender};

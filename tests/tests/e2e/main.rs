@@ -3,6 +3,7 @@
 
 mod client;
 mod hub;
+mod inline;
 mod proto_interop;
 mod server;
 mod tls;

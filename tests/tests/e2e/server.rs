@@ -89,6 +89,23 @@ async fn raw_upgrade(addr: SocketAddr, request: &str) -> TcpStream {
     stream
 }
 
+/// Opens a connection, sends `frames` in one write after the upgrade
+/// request, and returns what the server sent after its response head, up
+/// to its end of stream.
+pub(crate) async fn answer_to_frames(addr: SocketAddr, frames: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = upgrade_request("").into_bytes();
+    request.extend_from_slice(frames);
+    stream.write_all(&request).await.unwrap();
+    let mut received = Vec::new();
+    timeout(LIMIT, stream.read_to_end(&mut received))
+        .await
+        .unwrap()
+        .unwrap();
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    received.split_off(head_end)
+}
+
 fn upgrade_request(extra: &str) -> String {
     format!(
         "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -102,6 +119,20 @@ async fn echo_text_binary_large_and_fragmented() {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/any/path"))
         .await
         .unwrap();
+    timeout(LIMIT, async {
+        check_echo(&mut ws).await;
+        ws.close(None).await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// Checks that an echo server sends back text, binary, empty, 16 MiB and
+/// fragmented messages (a character split across two fragments).
+pub(crate) async fn check_echo<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let large = vec![0xABu8; 16 << 20];
     let messages = [
         TMessage::text("hello"),
@@ -109,31 +140,28 @@ async fn echo_text_binary_large_and_fragmented() {
         TMessage::text(""),
         TMessage::binary(large),
     ];
-    timeout(LIMIT, async {
-        for message in messages {
-            ws.send(message.clone()).await.unwrap();
-            assert_eq!(ws.next().await.unwrap().unwrap(), message);
-        }
-        use tungstenite::protocol::frame::{
-            Frame,
-            coding::{Data, OpCode},
-        };
-        for (opcode, fin, part) in [
-            (OpCode::Data(Data::Text), false, "frag"),
-            (OpCode::Data(Data::Continue), false, "men"),
-            (OpCode::Data(Data::Continue), true, "ted"),
-        ] {
-            let frame = Frame::message(part.as_bytes().to_vec(), opcode, fin);
-            ws.send(TMessage::Frame(frame)).await.unwrap();
-        }
-        assert_eq!(
-            ws.next().await.unwrap().unwrap(),
-            TMessage::text("fragmented")
-        );
-        ws.close(None).await.unwrap();
-    })
-    .await
-    .unwrap();
+    for message in messages {
+        ws.send(message.clone()).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), message);
+    }
+    use tungstenite::protocol::frame::{
+        Frame,
+        coding::{Data, OpCode},
+    };
+    // "fragménted" in three fragments, the é split across two of them.
+    let text = "fragménted".as_bytes();
+    for (opcode, fin, part) in [
+        (OpCode::Data(Data::Text), false, &text[..6]),
+        (OpCode::Data(Data::Continue), false, &text[6..8]),
+        (OpCode::Data(Data::Continue), true, &text[8..]),
+    ] {
+        let frame = Frame::message(part.to_vec(), opcode, fin);
+        ws.send(TMessage::Frame(frame)).await.unwrap();
+    }
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        TMessage::text("fragménted")
+    );
 }
 
 #[tokio::test]
@@ -501,23 +529,11 @@ async fn handler_return_closes_with_1000_and_close_code_is_reported() {
 #[tokio::test]
 async fn section_7_1_7_messages_before_a_violation_are_answered_before_the_1002() {
     let (addr, _stop) = start(quiet(), echo).await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(upgrade_request("").as_bytes())
-        .await
-        .unwrap();
     // In one write: a masked text frame "hi", then a frame with RSV2 set.
     let mask = [9u8, 8, 7, 6];
     let mut frames = vec![0x81, 0x80 | 2, 9, 8, 7, 6, b'h' ^ mask[0], b'i' ^ mask[1]];
     frames.extend_from_slice(&[0x81 | 0x20, 0x80, 1, 2, 3, 4]);
-    stream.write_all(&frames).await.unwrap();
-    let mut received = Vec::new();
-    timeout(LIMIT, stream.read_to_end(&mut received))
-        .await
-        .unwrap()
-        .unwrap();
-    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let after = &received[head_end..];
+    let after = &answer_to_frames(addr, &frames).await;
     assert_eq!(
         &after[..4],
         &[0x81, 2, b'h', b'i'],
