@@ -9,8 +9,9 @@
 #
 #   scripts/instructions.sh [SERVER] [DEPTH]
 #
-# SERVER is echo_server (the default), tt-echo, fws-echo or raw-echo (the
-# bare loop); DEPTH is the
+# SERVER is echo_server (the default), echo_server-inline (the same with
+# `--inline`: a message handler its driver calls), tt-echo, fws-echo or
+# raw-echo (the bare loop); DEPTH is the
 # number of messages in flight per connection (default 1). 64 connections
 # send 5-byte text for 5 seconds; the count covers the whole server process
 # (start-up and the 64 handshakes included, a small share) divided by the
@@ -25,8 +26,10 @@ depth=${2:-1}
 port=9377
 cargo build --release --quiet -p ws-bench --bins
 cargo build --release --quiet -p ws-examples --example echo_server
+args=()
 case "$server" in
     echo_server) bin=target/release/examples/echo_server ;;
+    echo_server-inline) bin=target/release/examples/echo_server args=(--inline) ;;
     tt-echo | fws-echo | raw-echo) bin=target/release/$server ;;
     *) echo "unknown server $server" >&2; exit 2 ;;
 esac
@@ -34,7 +37,7 @@ esac
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 valgrind --tool=callgrind --collect-bus=yes --callgrind-out-file="$out/callgrind.out" \
-    "$bin" "127.0.0.1:$port" >/dev/null 2>"$out/valgrind.log" &
+    "$bin" "127.0.0.1:$port" "${args[@]}" >/dev/null 2>"$out/valgrind.log" &
 server_pid=$!
 sleep 3
 target/release/ws-load echo --addr "127.0.0.1:$port" --connections 64 \

@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TCloseCode;
 use ws_server::{
-    CloseCode, Error, Message, MessageHandler, Reply, Server, ServerBuilder, WebSocket,
+    CloseCode, Error, Hub, Member, Message, MessageHandler, Publication, Reply, Server,
+    ServerBuilder, WebSocket,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -222,6 +223,54 @@ async fn answers_larger_than_the_output_wait_for_the_peer_and_none_is_lost() {
             assert_eq!(data.len(), 64 * 1024);
             assert!(data.iter().all(|&b| b == n), "answer {n} in order");
         }
+    })
+    .await
+    .unwrap();
+}
+
+/// A room: each message goes to every other member, through the hub.
+struct Chat {
+    hub: Hub,
+    member: Member,
+}
+
+impl MessageHandler for Chat {
+    fn handle_message(&mut self, message: Message, _: &mut Reply<'_>) {
+        let publication = Publication::room("lobby", message).except(self.member.id());
+        self.hub.publish(publication).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_inline_handler_publishes_to_a_hub_room_and_leaves_it_with_its_connection() {
+    let hub = Hub::new();
+    let rooms = hub.clone();
+    let make = move |ws: WebSocket| {
+        let member = rooms.register(&ws).unwrap();
+        member.join("lobby");
+        Chat {
+            hub: rooms.clone(),
+            member,
+        }
+    };
+    let (addr, _stop) = start(quiet(), make).await;
+    let mut a = connect(addr).await;
+    let mut b = connect(addr).await;
+    timeout(LIMIT, async {
+        while hub.room_len("lobby") < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        a.send(TMessage::text("hi")).await.unwrap();
+        assert_eq!(b.next().await.unwrap().unwrap(), TMessage::text("hi"));
+        b.send(TMessage::text("yo")).await.unwrap();
+        // The sender is left out: a's next message is b's.
+        assert_eq!(a.next().await.unwrap().unwrap(), TMessage::text("yo"));
+        a.close(None).await.unwrap();
+        while let Some(Ok(_)) = a.next().await {}
+        while hub.len() > 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hub.room_len("lobby"), 1);
     })
     .await
     .unwrap();
