@@ -92,8 +92,9 @@ impl Reply<'_> {
     }
 
     /// Starts the closing handshake with `code` and `reason` (the driver
-    /// completes it, within the close timeout). Messages that arrive before
-    /// the peer's close frame are still handled.
+    /// completes it, within the close timeout). Data frames that arrive
+    /// after it, before the peer's close frame, are discarded unhandled (RFC
+    /// 6455 section 1.4).
     ///
     /// # Errors
     ///
