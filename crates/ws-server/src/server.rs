@@ -612,7 +612,8 @@ async fn write_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     .await;
 }
 
-/// A connection's task: its opening, then its driver and handler joined.
+/// A connection's task: its opening, then its driver and handler joined
+/// (or its driver alone, when the driver calls the handler).
 ///
 /// Written by hand rather than as an async block so that, once the
 /// connection is open, the task holds the join and the connection's slot
