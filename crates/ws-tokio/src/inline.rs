@@ -156,3 +156,234 @@ impl<H: MessageHandler> Deliver for Inline<H> {
         self.0.handle_end(error);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::Poll;
+
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+    use ws_proto::{Config, Connection, Message, Role, apply_mask};
+
+    use super::Reply;
+    use crate::{Handshake, Settings, start, start_inline};
+
+    /// One frame a client sends: FIN, RSV bits, opcode (any but close),
+    /// whether it is masked, and its payload.
+    #[derive(Debug, Clone)]
+    struct Frame {
+        fin: bool,
+        rsv: u8,
+        opcode: u8,
+        masked: bool,
+        payload: Vec<u8>,
+    }
+
+    /// Any frame but a close, valid or not: a fragment, a reserved opcode
+    /// or bit, an unmasked frame, invalid UTF-8, a control frame over 125
+    /// bytes.
+    fn frame() -> impl Strategy<Value = Frame> {
+        let opcode = prop_oneof![
+            12 => Just(1u8),
+            8 => Just(2u8),
+            3 => Just(0u8),
+            3 => Just(9u8),
+            2 => Just(10u8),
+            1 => prop::sample::select(vec![3u8, 4, 5, 6, 7, 11, 12, 13, 14, 15]),
+        ];
+        let payload = prop_oneof![
+            4 => prop::collection::vec(b'a'..=b'z', 0..40),
+            2 => "[a-zé€😀]{0,20}".prop_map(String::into_bytes),
+            1 => prop::collection::vec(any::<u8>(), 0..40),
+            1 => prop::collection::vec(any::<u8>(), 120..300),
+        ];
+        let rsv = prop_oneof![60 => Just(0u8), 1 => 1..8u8];
+        (
+            prop::bool::weighted(0.85),
+            rsv,
+            opcode,
+            prop::bool::weighted(0.99),
+            payload,
+        )
+            .prop_map(|(fin, rsv, opcode, masked, payload)| Frame {
+                fin,
+                rsv,
+                opcode,
+                masked,
+                payload,
+            })
+    }
+
+    /// A frame any server accepts: a whole text or binary message, a ping
+    /// or a pong.
+    fn valid_frame() -> impl Strategy<Value = Frame> {
+        let message = prop_oneof![
+            3 => "[a-zé€😀]{0,30}".prop_map(|text| (1u8, text.into_bytes())),
+            2 => prop::collection::vec(any::<u8>(), 0..300).prop_map(|data| (2u8, data)),
+            1 => prop::collection::vec(any::<u8>(), 0..=125).prop_map(|data| (9u8, data)),
+            1 => prop::collection::vec(any::<u8>(), 0..=125).prop_map(|data| (10u8, data)),
+        ];
+        message.prop_map(|(opcode, payload)| Frame {
+            fin: true,
+            rsv: 0,
+            opcode,
+            masked: true,
+            payload,
+        })
+    }
+
+    fn encode(frames: &[Frame]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            out.push(u8::from(f.fin) << 7 | f.rsv << 4 | f.opcode);
+            let mask = if f.masked { 0x80 } else { 0 };
+            match f.payload.len() {
+                n @ 0..=125 => out.push(mask | n as u8),
+                n => {
+                    out.push(mask | 126);
+                    out.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+            }
+            let mut payload = f.payload.clone();
+            if f.masked {
+                let key = [i as u8, 7, 0x5a, 0xc3];
+                out.extend_from_slice(&key);
+                apply_mask(&mut payload, key);
+            }
+            out.extend_from_slice(&payload);
+        }
+        out
+    }
+
+    /// The frames in what the server wrote, as (opcode, payload).
+    fn parse(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at + 2 <= bytes.len() {
+            let opcode = bytes[at] & 0x0f;
+            let (len, header) = match bytes[at + 1] & 0x7f {
+                126 => (
+                    usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]])),
+                    4,
+                ),
+                127 => {
+                    let mut len = [0u8; 8];
+                    len.copy_from_slice(&bytes[at + 2..at + 10]);
+                    (u64::from_be_bytes(len) as usize, 10)
+                }
+                n => (usize::from(n), 2),
+            };
+            frames.push((opcode, bytes[at + header..at + header + len].to_vec()));
+            at += header + len;
+        }
+        assert_eq!(at, bytes.len(), "whole frames only");
+        frames
+    }
+
+    /// Runs `input` through a server connection, with an echo handler
+    /// either as a future beside the driver (polled in the same task, as a
+    /// server runs them) or called by the driver, and returns what the
+    /// server wrote.
+    fn serve(input: &[u8], config: &Config, inline: bool) -> Vec<(u8, Vec<u8>)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let served = async {
+            let (client, server) = duplex(1 << 20);
+            let conn = Connection::new(Role::Server, config.clone());
+            let handshake = Handshake::new(http::Request::new(()));
+            let settings = Arc::new(Settings::default().ping_interval(None));
+            let (mut client_read, mut client_write) = tokio::io::split(client);
+            client_write.write_all(input).await.unwrap();
+            client_write.shutdown().await.unwrap();
+            let reading = tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                client_read.read_to_end(&mut bytes).await.unwrap();
+                bytes
+            });
+            if inline {
+                let echo = |_ws| {
+                    |message: Message, reply: &mut Reply<'_>| {
+                        let _ = reply.send(&message);
+                    }
+                };
+                start_inline(
+                    server,
+                    conn,
+                    handshake,
+                    &settings,
+                    std::future::pending(),
+                    echo,
+                )
+                .await;
+            } else {
+                let (mut ws, driver) =
+                    start(server, conn, handshake, &settings, std::future::pending());
+                let handler = async move {
+                    while let Some(Ok(message)) = ws.recv().await {
+                        if ws.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let (mut driver, mut handler) = (pin!(driver), pin!(handler));
+                let (mut driver_done, mut handler_done) = (false, false);
+                poll_fn(|cx| {
+                    if !driver_done {
+                        driver_done = driver.as_mut().poll(cx).is_ready();
+                    }
+                    if !handler_done {
+                        handler_done = handler.as_mut().poll(cx).is_ready();
+                    }
+                    if driver_done && handler_done {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+            }
+            parse(&reading.await.unwrap())
+        };
+        let limit = std::time::Duration::from_secs(10);
+        runtime
+            .block_on(async { tokio::time::timeout(limit, served).await })
+            .expect("the connection ends by itself")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever a client sends (valid or not: fragments, invalid
+        /// UTF-8, reserved opcodes and bits, unmasked frames, oversized
+        /// control frames and messages), a handler the driver calls answers
+        /// exactly as a handler future does: the same echoes in the same
+        /// order, the same pongs, the same close frame.
+        #[test]
+        fn an_inline_handler_answers_any_input_as_a_handler_future_does(
+            valid in prop::collection::vec(valid_frame(), 0..20),
+            rest in prop::collection::vec(frame(), 0..12),
+            small_limits in any::<bool>(),
+        ) {
+            let frames = [valid, rest].concat();
+            let config = if small_limits {
+                Config::default().max_frame_size(150).max_message_size(200)
+            } else {
+                Config::default()
+            };
+            let input = encode(&frames);
+            let split = |frames: Vec<(u8, Vec<u8>)>| {
+                let (pongs, rest): (Vec<_>, Vec<_>) =
+                    frames.into_iter().partition(|(opcode, _)| *opcode == 0xA);
+                (rest, pongs)
+            };
+            let by_future = split(serve(&input, &config, false));
+            let inline = split(serve(&input, &config, true));
+            prop_assert_eq!(inline, by_future);
+        }
+    }
+}
