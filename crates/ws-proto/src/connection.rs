@@ -407,16 +407,18 @@ impl Connection {
     /// connection owes (see [`poll_transmit`](Self::poll_transmit)).
     /// Sending [`Message::Close`] is [`close`](Self::close).
     ///
-    /// After a [`ProtocolError`], the failure's close frame waits for
-    /// [`poll_transmit`](Self::poll_transmit); until then data may still be
-    /// sent, and goes ahead of it. A driver uses this to let the application
-    /// answer the messages it was given before the error.
+    /// After a [`ProtocolError`], or the peer's close frame, the close frame
+    /// this end owes waits for [`poll_transmit`](Self::poll_transmit); until
+    /// then data may still be sent, and goes ahead of it. A driver uses this
+    /// to let the application answer the messages it was given before the
+    /// error or the close (RFC 6455 section 5.5.1: an endpoint "MAY delay
+    /// sending a Close frame until its current message is sent").
     ///
     /// # Errors
     ///
-    /// [`SendError::Closed`] once a close frame has been sent or queued
-    /// (other than a failure's, as above), and the checks of
-    /// [`close`](Self::close) and of control-frame size.
+    /// [`SendError::Closed`] once a close frame has been sent, or queued by
+    /// [`close`](Self::close), and the checks of [`close`](Self::close) and
+    /// of control-frame size.
     #[inline]
     pub fn send(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), SendError> {
         let failing = self.may_send()?;
@@ -488,16 +490,18 @@ impl Connection {
         self.pending_pong.is_some() || self.pending_close.is_some()
     }
 
-    /// Whether a frame may be sent now. `Ok(true)` after a protocol error,
-    /// while the failure's close frame still waits for
-    /// [`poll_transmit`](Self::poll_transmit): the frame then goes ahead of
-    /// it, and nothing owed may be flushed first.
+    /// Whether a frame may be sent now. `Ok(true)` while a close frame is
+    /// owed but not yet transmitted (a protocol error's, or the answer to
+    /// the peer's close frame): the frame then goes ahead of it, and
+    /// nothing owed may be flushed first.
     fn may_send(&self) -> Result<bool, SendError> {
-        let failing = self.failed && self.pending_close.is_some();
-        if (self.close_sent && !failing) || self.eof {
+        // Only a failure and the peer's close frame leave a close frame
+        // owed; `close` writes its own at once.
+        let close_owed = self.pending_close.is_some();
+        if (self.close_sent && !close_owed) || self.eof {
             return Err(SendError::Closed);
         }
-        Ok(failing)
+        Ok(close_owed)
     }
 
     /// How many more bytes would complete the frame being received: once

@@ -362,12 +362,15 @@ mod tests {
         /// UTF-8, reserved opcodes and bits, unmasked frames, oversized
         /// control frames and messages), a handler the driver calls answers
         /// exactly as a handler future does: the same echoes in the same
-        /// order, the same pongs, the same close frame.
+        /// order, the same pongs, the same close frame. Messages that came
+        /// before the client's own close frame are answered before the
+        /// reply to it, both ways.
         #[test]
         fn an_inline_handler_answers_any_input_as_a_handler_future_does(
             valid in prop::collection::vec(valid_frame(), 0..20),
             rest in prop::collection::vec(frame(), 0..12),
             small_limits in any::<bool>(),
+            close in any::<bool>(),
         ) {
             let frames = [valid, rest].concat();
             let config = if small_limits {
@@ -375,7 +378,11 @@ mod tests {
             } else {
                 Config::default()
             };
-            let input = encode(&frames);
+            let mut input = encode(&frames);
+            if close {
+                // The client's close frame, 1000, masked with 0.
+                input.extend_from_slice(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]);
+            }
             let split = |frames: Vec<(u8, Vec<u8>)>| {
                 let (pongs, rest): (Vec<_>, Vec<_>) =
                     frames.into_iter().partition(|(opcode, _)| *opcode == 0xA);

@@ -527,6 +527,24 @@ async fn handler_return_closes_with_1000_and_close_code_is_reported() {
 }
 
 #[tokio::test]
+async fn section_5_5_1_messages_before_the_peer_s_close_are_answered_before_the_reply() {
+    let (addr, _stop) = start(quiet(), echo).await;
+    // In one write: a text frame "hi", then a close frame with 1000 (both
+    // masked with 0, which leaves them as they are).
+    let mut frames = vec![0x81, 0x80 | 2, 0, 0, 0, 0, b'h', b'i'];
+    frames.extend_from_slice(&[0x88, 0x80 | 2, 0, 0, 0, 0, 0x03, 0xE8]);
+    let after = &answer_to_frames(addr, &frames).await;
+    // Section 5.5.1: an endpoint "MAY delay sending a Close frame until
+    // its current message is sent". The echo leaves first.
+    assert_eq!(&after[..4], &[0x81, 2, b'h', b'i'], "{after:x?}");
+    assert_eq!(
+        &after[4..],
+        &[0x88, 2, 0x03, 0xE8],
+        "then the close: {after:x?}"
+    );
+}
+
+#[tokio::test]
 async fn section_7_1_7_messages_before_a_violation_are_answered_before_the_1002() {
     let (addr, _stop) = start(quiet(), echo).await;
     // In one write: a masked text frame "hi", then a frame with RSV2 set.

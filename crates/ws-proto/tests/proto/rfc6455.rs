@@ -441,6 +441,29 @@ mod section_5_5_1_and_7_close {
     }
 
     #[test]
+    fn answers_sent_after_the_peer_s_close_and_before_the_reply_go_ahead_of_it() {
+        let mut conn = server();
+        let mut bytes = client_frame(true, 0x1, b"ok");
+        bytes.extend(client_frame(true, 0x8, &close_payload(1000, b"")));
+        conn.handle_bytes(&bytes);
+        assert_eq!(conn.poll_message(), Ok(Some(Message::text("ok"))));
+        assert!(matches!(conn.poll_message(), Ok(Some(Message::Close(_)))));
+        assert_eq!(conn.state(), State::Closed);
+        // Section 5.5.1: an endpoint "MAY delay sending a Close frame until
+        // its current message is sent". The answer to "ok" leaves first.
+        let mut out = BytesMut::new();
+        conn.send(&Message::text("ok"), &mut out).unwrap();
+        assert!(conn.poll_transmit(&mut out));
+        assert_eq!(&out[..], [0x81, 2, b'o', b'k', 0x88, 2, 0x03, 0xE8]);
+        // Once the reply is out, nothing more, and no second close frame.
+        assert_eq!(
+            conn.send(&Message::text("late"), &mut out),
+            Err(SendError::Closed)
+        );
+        assert_eq!(conn.close(None, &mut out), Err(SendError::Closed));
+    }
+
+    #[test]
     fn empty_close_is_answered_with_empty_close() {
         let mut conn = server();
         let messages = receive(&mut conn, &client_frame(true, 0x8, b"")).unwrap();
