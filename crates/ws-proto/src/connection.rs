@@ -421,7 +421,7 @@ impl Connection {
     /// of control-frame size.
     #[inline]
     pub fn send(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), SendError> {
-        let failing = self.may_send()?;
+        let close_owed = self.may_send()?;
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(data) => (OpCode::Binary, &data[..]),
@@ -434,7 +434,7 @@ impl Connection {
         if opcode.is_control() && payload.len() > 125 {
             return Err(SendError::ControlFrameTooLong(payload.len()));
         }
-        if !failing {
+        if !close_owed {
             self.poll_transmit(out);
         }
         self.write_frame(opcode, payload, out);

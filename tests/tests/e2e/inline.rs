@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
@@ -27,16 +27,23 @@ where
     H: Fn(WebSocket) -> M + Send + Sync + 'static,
     M: MessageHandler,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serve = builder
-        .serve_inline(handler, listener)
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-    tokio::spawn(serve.into_future());
+    let serve = |listener| builder.serve_inline(handler, listener);
+    let (addr, stop, _serving) = crate::server::serve_on_free_port(serve).await;
     (addr, stop)
+}
+
+/// Starts a server whose connections are [`Echo`]es; the receiver gets
+/// how each ended.
+async fn start_echo(
+    builder: ServerBuilder,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    UnboundedReceiver<Option<String>>,
+) {
+    let (ends, ended) = unbounded_channel();
+    let (addr, stop) = start(builder, move |_ws| Echo(ends.clone())).await;
+    (addr, stop, ended)
 }
 
 fn quiet() -> ServerBuilder {
@@ -75,8 +82,7 @@ async fn connect(addr: SocketAddr) -> tokio_tungstenite::WebSocketStream<TcpStre
 
 #[tokio::test]
 async fn inline_echo_of_text_binary_large_fragmented_and_ping() {
-    let (ends, mut ended) = unbounded_channel();
-    let (addr, _stop) = start(quiet(), move |_ws| Echo(ends.clone())).await;
+    let (addr, _stop, mut ended) = start_echo(quiet()).await;
     let mut ws = connect(addr).await;
     timeout(LIMIT, async {
         crate::server::check_echo(&mut ws).await;
@@ -96,8 +102,7 @@ async fn inline_echo_of_text_binary_large_fragmented_and_ping() {
 
 #[tokio::test]
 async fn inline_handler_closes_through_its_reply() {
-    let (ends, mut ended) = unbounded_channel();
-    let (addr, _stop) = start(quiet(), move |_ws| Echo(ends.clone())).await;
+    let (addr, _stop, mut ended) = start_echo(quiet()).await;
     let mut ws = connect(addr).await;
     timeout(LIMIT, async {
         ws.send(TMessage::text("before")).await.unwrap();
@@ -120,8 +125,7 @@ async fn inline_handler_closes_through_its_reply() {
 
 #[tokio::test]
 async fn section_8_1_invalid_utf8_fails_with_1007_and_the_handler_learns_why() {
-    let (ends, mut ended) = unbounded_channel();
-    let (addr, _stop) = start(quiet(), move |_ws| Echo(ends.clone())).await;
+    let (addr, _stop, mut ended) = start_echo(quiet()).await;
     // A text frame "hi", then one of invalid UTF-8 (both masked with 0,
     // which leaves them as they are).
     let mut frames = vec![0x81, 0x80 | 2, 0, 0, 0, 0, b'h', b'i'];
@@ -179,9 +183,8 @@ async fn the_websocket_of_an_inline_connection_sends_from_another_task_and_shutd
 
 #[tokio::test]
 async fn section_7_4_1_a_message_over_the_limit_fails_with_1009() {
-    let (ends, mut ended) = unbounded_channel();
     let builder = quiet().config(ws_server::proto::Config::default().max_message_size(1024));
-    let (addr, _stop) = start(builder, move |_ws| Echo(ends.clone())).await;
+    let (addr, _stop, mut ended) = start_echo(builder).await;
     let mut ws = connect(addr).await;
     timeout(LIMIT, async {
         ws.send(TMessage::binary(vec![1; 1024])).await.unwrap();

@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 use ws_server::http::StatusCode;
 use ws_server::proto::Rejection;
-use ws_server::{Accept, CloseCode, Error, Message, Server, ServerBuilder, WebSocket};
+use ws_server::{Accept, CloseCode, Error, Message, Serve, Server, ServerBuilder, WebSocket};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -42,14 +42,25 @@ where
     H: Fn(WebSocket) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    serve_on_free_port(|listener| builder.serve(handler, listener)).await
+}
+
+/// Runs the server `serve` makes on a listener bound to a free port: its
+/// address, the sender that shuts it down (gracefully) when fired or
+/// dropped, and the task serving, which completes once it has stopped.
+pub(crate) async fn serve_on_free_port(
+    serve: impl FnOnce(TcpListener) -> Serve,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let serve = builder
-        .serve(handler, listener)
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
+    let serve = serve(listener).with_graceful_shutdown(async {
+        let _ = stopped.await;
+    });
     let serving = tokio::spawn(serve.into_future());
     (addr, stop, serving)
 }
