@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument;
 use url::{Host, Url};
 use ws_proto::{
-    ClientRequest, Config, Connection, Decoded, HandshakeResponse, MaskKeySource, Role,
+    ClientRequest, Config, ConfigError, Connection, Decoded, HandshakeResponse, MaskKeySource, Role,
 };
 use ws_tokio::{Handshake, Settings, Transport, WebSocket};
 
@@ -61,9 +61,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             config: Config::default(),
-            settings: Settings::default()
-                .ping_interval(Some(Duration::from_secs(20)))
-                .ping_timeout(Some(Duration::from_secs(10))),
+            settings: Settings::default(),
             mask_keys: None,
             #[cfg(feature = "tls")]
             tls: crate::tls::TlsSettings::default(),
@@ -114,17 +112,21 @@ impl ClientBuilder {
         self
     }
 
-    /// Frame and message limits for what the server sends; default
-    /// [`Config::default`] (16 MiB).
+    /// The protocol core's settings: limits for what the server sends,
+    /// the heartbeat and the close timeout; default [`Config::default`]
+    /// (16 MiB, a ping every 20 s answered within 10 s, 10 s to close). It
+    /// replaces the whole `Config`: call it before the heartbeat and
+    /// close-timeout shortcuts below.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
-    /// Heartbeat: send a ping this often; default 20 s; `None` turns the
-    /// heartbeat off. Must be greater than the ping timeout.
+    /// [`Config::ping_interval`]: send a heartbeat ping this often;
+    /// default 20 s; `None` turns the heartbeat off. Must be greater than
+    /// the ping timeout.
     pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
-        self.settings = self.settings.ping_interval(interval);
+        self.config.ping_interval = interval;
         self
     }
 
@@ -133,14 +135,14 @@ impl ClientBuilder {
     /// ping's pong has not come within this; default 10 s; `None` sends
     /// pings without a deadline.
     pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings = self.settings.ping_timeout(timeout);
+        self.config.ping_timeout = timeout;
         self
     }
 
     /// How long to wait for the server's close frame after sending ours,
     /// then for the server to close TCP; default 10 s.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.settings = self.settings.close_timeout(timeout);
+        self.config.close_timeout = timeout;
         self
     }
 
@@ -231,10 +233,8 @@ impl ClientBuilder {
     /// values are set and the interval is not greater than the timeout;
     /// [`BuildError::InvalidCookie`] for a cookie that cannot be sent.
     pub fn build(self) -> Result<Client, BuildError> {
-        if let (Some(interval), Some(timeout)) = (
-            self.settings.get_ping_interval(),
-            self.settings.get_ping_timeout(),
-        ) && interval <= timeout
+        if let Err(ConfigError::PingIntervalNotGreaterThanTimeout { interval, timeout }) =
+            self.config.check()
         {
             return Err(BuildError::PingIntervalNotGreaterThanTimeout { interval, timeout });
         }

@@ -2,6 +2,7 @@
 //! out. See `docs/design.md` for the run loop a driver follows.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -12,6 +13,7 @@ use crate::frame::{Decoded, FrameHeader};
 use crate::mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at};
 use crate::message::Message;
 use crate::opcode::OpCode;
+use crate::timers::{Due, Timeout, Timers};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
 /// Which end of the connection this is. It decides the masking rules
@@ -48,6 +50,10 @@ pub enum State {
 /// [`send`](Self::send) into a buffer you own, and collect the frames the
 /// connection generates itself (pongs, close replies, failure closes) with
 /// [`poll_transmit`](Self::poll_transmit).
+///
+/// Time comes in as an argument: [`handle_timeout`](Self::handle_timeout)
+/// runs the keepalive and the close deadline, and
+/// [`poll_timeout`](Self::poll_timeout) says when to call it next.
 pub struct Connection {
     role: Role,
     config: Config,
@@ -67,6 +73,9 @@ pub struct Connection {
     /// The pong owed for the latest ping (boxed, like the close frames
     /// below: rarely there, and a connection holds it for its whole life).
     pending_pong: Option<Box<Bytes>>,
+    /// A keepalive ping is owed (its payload is the timers' sequence).
+    ping_owed: bool,
+    timers: Timers,
     // The close frames, sent and received, are boxed: a connection spends
     // nearly all its life without one, and they are the largest fields.
     pending_close: Option<Box<Option<CloseFrame>>>,
@@ -134,6 +143,8 @@ impl ConnectionBuilder {
             partial: None,
             utf8: Utf8Validator::new(),
             pending_pong: None,
+            ping_owed: false,
+            timers: Timers::new(),
             pending_close: None,
             close_sent: false,
             close_received: None,
@@ -181,10 +192,18 @@ impl Connection {
     /// from.
     fn refresh_state(&mut self) {
         self.state = self.derived_state();
+        if self.state == State::Closed {
+            self.timers.stop();
+            self.ping_owed = false;
+        }
     }
 
     fn derived_state(&self) -> State {
-        if self.failed || self.eof || (self.close_sent && self.close_received.is_some()) {
+        if self.failed
+            || self.eof
+            || (self.close_sent && self.close_received.is_some())
+            || self.timers.expired().is_some()
+        {
             State::Closed
         } else if self.close_sent {
             State::Closing
@@ -198,6 +217,66 @@ impl Connection {
     /// not end the wait, only the peer's close frame or the transport's end.
     pub fn is_awaiting_close(&self) -> bool {
         self.state() == State::Closing
+    }
+
+    /// Tells the connection the time: starts the keepalive at the first
+    /// call, queues a keepalive ping that is due (collected with
+    /// [`poll_transmit`](Self::poll_transmit)), measures the round trip of
+    /// a pong decoded since the last call, and expires the deadlines that
+    /// have passed. Call it when the instant from
+    /// [`poll_timeout`](Self::poll_timeout) comes, and once when the
+    /// connection opens; calling it more often does no harm.
+    ///
+    /// Returns the deadline that expired, if one did: the connection is
+    /// then [`State::Closed`]. On [`Timeout::Keepalive`] it has failed with
+    /// close code 1011, and the close frame waits for `poll_transmit`; on
+    /// [`Timeout::Close`] the peer never answered our close frame, and the
+    /// driver closes the transport.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Timeout> {
+        let open = self.state() == State::Open;
+        match self.timers.handle_timeout(&self.config, now, open) {
+            Due::Nothing => None,
+            Due::Ping => {
+                self.ping_owed = true;
+                None
+            }
+            Due::Keepalive => {
+                let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                self.fail_with(frame);
+                Some(Timeout::Keepalive)
+            }
+            Due::Close => {
+                self.pending_pong = None;
+                self.refresh_state();
+                Some(Timeout::Close)
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next needed: the
+    /// next keepalive ping, the pong deadline of the ping in flight, or the
+    /// close deadline, whichever comes first. `None` when nothing is timed.
+    ///
+    /// A deadline that starts with an event seen without the time (our
+    /// close frame sent, a pong decoded) is reported as due at the time of
+    /// the last `handle_timeout`, so that the driver calls it again at once
+    /// and the deadline (or the round trip) is counted from then.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let open = self.state() == State::Open;
+        self.timers.poll_timeout(&self.config, open)
+    }
+
+    /// The round trip of the latest keepalive ping that was answered, as of
+    /// the last [`handle_timeout`](Self::handle_timeout); `None` before the
+    /// first.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.timers.rtt()
+    }
+
+    /// The deadline that ended the connection, if one did.
+    pub fn timeout(&self) -> Option<Timeout> {
+        self.timers.expired()
     }
 
     /// The close frame received from the peer: `None` until one arrives,
@@ -396,6 +475,11 @@ impl Connection {
             self.write_frame(OpCode::Pong, &payload, out);
             wrote = true;
         }
+        if std::mem::take(&mut self.ping_owed) {
+            let payload = self.timers.ping_payload();
+            self.write_frame(OpCode::Ping, &payload, out);
+            wrote = true;
+        }
         if let Some(frame) = self.pending_close.take() {
             self.write_close((*frame).as_ref(), out);
             wrote = true;
@@ -487,7 +571,7 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit).
     #[inline]
     fn owes_frames(&self) -> bool {
-        self.pending_pong.is_some() || self.pending_close.is_some()
+        self.pending_pong.is_some() || self.ping_owed || self.pending_close.is_some()
     }
 
     /// Whether a frame may be sent now. `Ok(true)` while a close frame is
@@ -538,6 +622,9 @@ impl Connection {
         self.poll_transmit(out);
         self.write_close(frame.as_ref(), out);
         self.close_sent = true;
+        // Section 7.1.1 leaves waiting for the peer's close frame to the
+        // endpoint's judgement; the deadline bounds it.
+        self.timers.start_close();
         self.refresh_state();
         Ok(())
     }
@@ -661,7 +748,13 @@ impl Connection {
                 }
                 Ok(Some(Message::Ping(payload)))
             }
-            OpCode::Pong => Ok(Some(Message::Pong(payload))),
+            OpCode::Pong => {
+                // Section 5.5.3: "A response to an unsolicited Pong frame is
+                // not expected." Only the latest keepalive ping's pong
+                // counts.
+                self.timers.handle_pong(&payload);
+                Ok(Some(Message::Pong(payload)))
+            }
             OpCode::Close => {
                 let frame = CloseFrame::parse(payload)?;
                 if !self.close_sent {
@@ -697,16 +790,22 @@ impl Connection {
     /// user"; a close frame with the error's code is queued first unless one
     /// was already sent.
     fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        let mut reason = error.to_string();
+        reason.truncate(MAX_CLOSE_REASON_LEN);
+        self.fail_with(CloseFrame::new(error.close_code(), reason));
+        error
+    }
+
+    /// Fails the connection, queueing `frame` unless a close frame was
+    /// already sent.
+    fn fail_with(&mut self, frame: CloseFrame) {
         self.failed = true;
         self.pending_pong = None;
         if !self.close_sent {
-            let mut reason = error.to_string();
-            reason.truncate(MAX_CLOSE_REASON_LEN);
-            self.pending_close = Some(Box::new(Some(CloseFrame::new(error.close_code(), reason))));
+            self.pending_close = Some(Box::new(Some(frame)));
             self.close_sent = true;
         }
         self.refresh_state();
-        error
     }
 
     fn write_close(&mut self, frame: Option<&CloseFrame>, out: &mut BytesMut) {
@@ -716,6 +815,7 @@ impl Connection {
         }
         self.write_frame(OpCode::Close, &payload, out);
         self.pending_pong = None;
+        self.ping_owed = false;
     }
 
     #[inline]

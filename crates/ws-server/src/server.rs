@@ -198,8 +198,12 @@ impl Server {
 }
 
 impl ServerBuilder {
-    /// Frame and message limits; default [`Config::default`] (16 MiB).
+    /// The protocol core's settings: frame and message limits, the
+    /// keepalive and the close timeout; default [`Config::default`] (16 MiB,
+    /// a ping every 20 s answered within 10 s, 10 s to close).
     /// [`Config::public_server`] is the 1 MiB profile for public servers.
+    /// It replaces the whole `Config`: call it before the keepalive and
+    /// close-timeout shortcuts below.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -219,10 +223,11 @@ impl ServerBuilder {
         self
     }
 
-    /// How long to wait for the peer's close frame after sending ours;
-    /// default 10 s. Incoming traffic does not extend it.
+    /// [`Config::close_timeout`]: how long to wait for the peer's close
+    /// frame after sending ours; default 10 s. Incoming traffic does not
+    /// extend it.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.settings = self.settings.close_timeout(timeout);
+        self.config.close_timeout = timeout;
         self
     }
 
@@ -233,16 +238,19 @@ impl ServerBuilder {
         self
     }
 
-    /// Keepalive: send a ping this often; default 20 s; `None` disables.
+    /// [`Config::ping_interval`]: send a keepalive ping this often;
+    /// default 20 s; `None` disables. Must be greater than the ping timeout
+    /// (the server refuses to start otherwise).
     pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
-        self.settings = self.settings.ping_interval(interval);
+        self.config.ping_interval = interval;
         self
     }
 
-    /// Keepalive: fail a connection whose pong has not come this long after
-    /// the ping (close code 1011); default 20 s; `None` waits forever.
+    /// [`Config::ping_timeout`]: fail a connection whose pong has not come
+    /// this long after the ping (close code 1011); default 10 s; `None`
+    /// waits forever.
     pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings = self.settings.ping_timeout(timeout);
+        self.config.ping_timeout = timeout;
         self
     }
 
@@ -521,6 +529,11 @@ struct Shared {
 }
 
 async fn run(serve: Serve) -> io::Result<()> {
+    serve
+        .builder
+        .config
+        .check()
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
     let listener = (serve.listen)().await?;
     let shared = Arc::new(Shared {
         settings: Arc::new(serve.builder.settings.clone()),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
-use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
+use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State, Timeout};
 
 use crate::error::Error;
 use crate::inline::{Deliver, Inline, MessageHandler, Reply, ToLink};
@@ -44,15 +44,14 @@ const RELEASE_AFTER: Duration = Duration::from_millis(500);
 /// leaves; at most the close timeout.
 const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
-/// How a connection behaves once open: keepalive, timeouts, queues.
+/// How a connection's driver queues messages between the socket and the
+/// application. The keepalive and the close timeout belong to the protocol
+/// core: they are in the connection's [`Config`](ws_proto::Config).
 ///
 /// Every setting has a documented default; `ws-server` and `ws-client` expose
 /// them on their builders.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    ping_interval: Option<Duration>,
-    ping_timeout: Option<Duration>,
-    close_timeout: Duration,
     write_high_water: usize,
     incoming_queue: usize,
     control_frames: bool,
@@ -61,9 +60,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            ping_interval: Some(Duration::from_secs(20)),
-            ping_timeout: Some(Duration::from_secs(20)),
-            close_timeout: Duration::from_secs(10),
             write_high_water: 1 << 20,
             incoming_queue: 16,
             control_frames: false,
@@ -72,29 +68,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// How often a keepalive ping is sent, counted from the previous ping;
-    /// `None` sends none. Default: 20 s. No second ping is sent while the
-    /// first awaits its pong.
-    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
-        self.ping_interval = interval;
-        self
-    }
-
-    /// How long to wait for the pong of a keepalive ping before failing the
-    /// connection with [`Error::KeepaliveTimeout`] and close code 1011;
-    /// `None` waits forever. Default: 20 s.
-    pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.ping_timeout = timeout;
-        self
-    }
-
-    /// How long to wait for the peer's close frame after sending ours, and
-    /// for the final writes. Incoming data does not extend it. Default: 10 s.
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
-        self
-    }
-
     /// Bytes of outgoing payload queued before `send().await` waits and
     /// `try_send` reports [`Error::Full`]. Default: 1 MiB; at most 4 GiB
     /// (a larger value counts as 4 GiB).
@@ -115,21 +88,6 @@ impl Settings {
     pub fn control_frames(mut self, deliver: bool) -> Self {
         self.control_frames = deliver;
         self
-    }
-
-    /// The keepalive interval.
-    pub fn get_ping_interval(&self) -> Option<Duration> {
-        self.ping_interval
-    }
-
-    /// The keepalive pong deadline.
-    pub fn get_ping_timeout(&self) -> Option<Duration> {
-        self.ping_timeout
-    }
-
-    /// The close timeout.
-    pub fn get_close_timeout(&self) -> Duration {
-        self.close_timeout
     }
 }
 
@@ -511,12 +469,6 @@ struct Inner<S, D> {
     /// Boxed: a connection spends nearly all its life without one.
     failure: Option<Box<Error>>,
     phase: Phase,
-    ping_seq: u64,
-    /// Whether the keepalive ping last sent awaits its pong. It was sent
-    /// one interval before `next_ping` (see `ping_sent`).
-    ping_awaited: bool,
-    next_ping: Option<Instant>,
-    close_deadline: Option<Instant>,
     eof: bool,
     commands_open: bool,
     incoming_open: bool,
@@ -547,9 +499,9 @@ fn drive<S: Transport, F: Future<Output = ()>, D: Deliver>(
     shutdown: F,
     deliver: D,
 ) -> Driver<S, F, D> {
-    let next_ping = settings
-        .ping_interval
-        .map(|interval| Instant::now() + interval);
+    let mut conn = conn;
+    // The core's clock starts: the first keepalive ping is timed from now.
+    let _ = conn.handle_timeout(Instant::now().into_std());
     Driver {
         timer: Timer::new(),
         shutdown: Some(shutdown),
@@ -562,10 +514,6 @@ fn drive<S: Transport, F: Future<Output = ()>, D: Deliver>(
             work: Work::default(),
             failure: None,
             phase: Phase::Open,
-            ping_seq: 0,
-            ping_awaited: false,
-            next_ping,
-            close_deadline: None,
             eof: false,
             commands_open: true,
             incoming_open: true,
@@ -624,8 +572,8 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 // are queued), send them ahead of the failure's close frame.
                 self.deliver_failure(*error);
                 self.link_used = true;
-                let grace = self.settings.close_timeout.min(ANSWER_GRACE);
-                timer.as_mut().arm(Some(Instant::now() + grace));
+                let grace = self.conn.config().close_timeout.min(ANSWER_GRACE);
+                timer.as_mut().arm(Instant::now().checked_add(grace));
                 self.phase = Phase::Grace;
                 return Poll::Ready(());
             }
@@ -685,10 +633,10 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 self.finish(timer);
                 return Poll::Ready(());
             }
-            if self.conn.is_awaiting_close() && self.close_deadline.is_none() {
-                // A close frame sent before any was received: this end started.
+            if self.conn.is_awaiting_close() {
+                // A close frame sent before any was received: this end
+                // started. The core times the wait for the peer's.
                 self.link.shared().record_initiated_close();
-                self.close_deadline = Some(Instant::now() + self.settings.close_timeout);
             }
 
             // 3. Done once closed and flushed, or once the peer has gone.
@@ -699,9 +647,6 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
 
             // 4. Wait for the socket, the application, a broadcast, a
             // deadline or the server's shutdown, in that order.
-            let ping_due = self
-                .next_ping
-                .filter(|_| !self.ping_awaited && self.conn.state() == State::Open);
             // Stop reading while the peer is not taking what we write: a ping
             // flood then cannot grow the output without bound.
             let can_read = !self.blocked && self.work.out_len() < COALESCE_LIMIT;
@@ -754,15 +699,11 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 self.outbox_pending = true;
                 continue;
             }
-            let deadline = [
-                ping_due,
-                self.pong_deadline(),
-                self.close_deadline,
-                self.release_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let core_deadline = self.conn.poll_timeout().map(Instant::from_std);
+            let deadline = match (core_deadline, self.release_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             timer.as_mut().arm(deadline);
             if timer.as_mut().poll_fired(cx) {
                 let now = Instant::now();
@@ -770,23 +711,24 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                     self.release_at = None;
                     self.release_idle_buffers();
                 }
-                if self.close_deadline.is_some_and(|d| d <= now) {
-                    tracing::debug!("close timeout: the peer did not answer the close frame");
-                    self.finish(timer);
-                    return Poll::Ready(());
+                match self.conn.handle_timeout(now.into_std()) {
+                    Some(Timeout::Close) => {
+                        tracing::debug!("close timeout: the peer did not answer the close frame");
+                        self.finish(timer);
+                        return Poll::Ready(());
+                    }
+                    Some(Timeout::Keepalive) => {
+                        tracing::debug!("keepalive ping timed out");
+                        self.failure = Some(Box::new(Error::KeepaliveTimeout));
+                        self.link.shared().record_initiated_close();
+                        self.conn.poll_transmit(&mut self.work.out().tail);
+                        self.enter(Phase::Flush, timer);
+                        return Poll::Ready(());
+                    }
+                    _ => {}
                 }
-                if self.pong_deadline().is_some_and(|d| d <= now) {
-                    tracing::debug!("keepalive ping timed out");
-                    self.failure = Some(Box::new(Error::KeepaliveTimeout));
-                    self.link.shared().record_initiated_close();
-                    let frame =
-                        CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                    let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
-                    self.enter(Phase::Flush, timer);
-                    return Poll::Ready(());
-                }
-                if ping_due.is_some_and(|d| d <= now) {
-                    self.send_ping(now);
+                if let Some(rtt) = self.conn.rtt() {
+                    self.link.shared().record_rtt(rtt);
                 }
                 continue;
             }
@@ -839,15 +781,9 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                     Some(message)
                 }
                 Ok(Some(Message::Pong(payload))) => {
+                    // The core matched it against the latest keepalive
+                    // ping; its round trip is measured at the next timer.
                     tracing::trace!(len = payload.len(), "received pong");
-                    // Only the pong of the latest keepalive ping counts: a
-                    // stray, late or duplicate pong changes nothing.
-                    if let Some(sent) = self.ping_sent()
-                        && payload[..] == self.ping_seq.to_be_bytes()
-                    {
-                        self.ping_awaited = false;
-                        self.link.shared().record_rtt(sent.elapsed());
-                    }
                     self.settings
                         .control_frames
                         .then_some(Message::Pong(payload))
@@ -964,30 +900,6 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
         Ok(())
     }
 
-    /// When the keepalive ping in flight times out without its pong.
-    fn pong_deadline(&self) -> Option<Instant> {
-        let timeout = self.settings.ping_timeout?;
-        self.ping_sent().map(|sent| sent + timeout)
-    }
-
-    /// When the keepalive ping that awaits its pong was sent: the next is
-    /// due one interval later, and `next_ping` changes only as one is sent.
-    fn ping_sent(&self) -> Option<Instant> {
-        if !self.ping_awaited {
-            return None;
-        }
-        Some(self.next_ping? - self.settings.ping_interval?)
-    }
-
-    fn send_ping(&mut self, now: Instant) {
-        self.ping_seq = self.ping_seq.wrapping_add(1);
-        let ping = Message::Ping(self.ping_seq.to_be_bytes().to_vec().into());
-        let _ = self.conn.send(&ping, &mut self.work.out().tail);
-        self.ping_awaited = true;
-        self.next_ping = self.settings.ping_interval.map(|interval| now + interval);
-        tracing::trace!(seq = self.ping_seq, "sent keepalive ping");
-    }
-
     /// Writes `out` if it holds anything, and reads if `read` allows:
     /// returns what a write did (advanced past already) unless it emptied
     /// `out`, and then what a read did, if anything.
@@ -1098,7 +1010,8 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
     /// Moves to one of the closing phases, each bounded by a close timeout
     /// of its own.
     fn enter(&mut self, phase: Phase, timer: Pin<&mut Timer>) {
-        timer.arm(Some(Instant::now() + self.settings.close_timeout));
+        // A close timeout beyond what the clock holds means no deadline.
+        timer.arm(Instant::now().checked_add(self.conn.config().close_timeout));
         self.phase = phase;
     }
 
@@ -1264,6 +1177,7 @@ mod tests {
     /// application's side and the driver (never told to shut down).
     async fn server_connection(
         settings: Settings,
+        config: Config,
     ) -> (
         TcpStream,
         WebSocket,
@@ -1274,7 +1188,7 @@ mod tests {
             .await
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let conn = Connection::new(Role::Server, Config::default());
+        let conn = Connection::new(Role::Server, config);
         let handshake = Handshake::new(http::Request::new(()));
         let settings = Arc::new(settings);
         let (ws, driver) = open(stream, conn, handshake, &settings, std::future::pending());
@@ -1283,7 +1197,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_gives_its_buffers_back_half_a_second_after_going_idle() {
-        let (mut client, mut ws, driver) = server_connection(Settings::default()).await;
+        let (mut client, mut ws, driver) =
+            server_connection(Settings::default(), Config::default()).await;
         let mut driver = pin!(driver);
 
         // A masked 5-byte text frame, echoed by the application.
@@ -1336,7 +1251,7 @@ mod tests {
     async fn the_driver_queues_no_more_than_the_incoming_bound_for_an_application_that_does_not_read()
      {
         let settings = Settings::default().incoming_queue(4);
-        let (mut client, mut ws, driver) = server_connection(settings).await;
+        let (mut client, mut ws, driver) = server_connection(settings, Config::default()).await;
         let mut driver = pin!(driver);
         let step = Duration::from_millis(10);
         let mut batch = Vec::new();
@@ -1375,8 +1290,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_makes_no_buffers_and_a_keepalive_ping_gives_them_back() {
         let interval = Duration::from_secs(5);
-        let settings = Settings::default().ping_interval(Some(interval));
-        let (mut client, _ws, driver) = server_connection(settings).await;
+        let config = Config::default()
+            .ping_interval(Some(interval))
+            .ping_timeout(None);
+        let (mut client, _ws, driver) = server_connection(Settings::default(), config).await;
         let mut driver = pin!(driver);
 
         beside(driver.as_mut(), tokio::time::sleep(interval / 2)).await;

@@ -294,9 +294,9 @@ mod tests {
             .unwrap();
         let served = async {
             let (client, server) = duplex(1 << 20);
-            let conn = Connection::new(Role::Server, config.clone());
+            let conn = Connection::new(Role::Server, config.clone().ping_interval(None));
             let handshake = Handshake::new(http::Request::new(()));
-            let settings = Arc::new(Settings::default().ping_interval(None));
+            let settings = Arc::new(Settings::default());
             let (mut client_read, mut client_write) = tokio::io::split(client);
             client_write.write_all(input).await.unwrap();
             client_write.shutdown().await.unwrap();

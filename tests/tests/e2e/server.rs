@@ -291,9 +291,11 @@ async fn connections_past_the_limit_get_503() {
 
 #[tokio::test]
 async fn keepalive_evicts_a_client_that_never_answers_pings() {
+    // The heartbeat rule holds on servers too: the interval is longer than
+    // the timeout.
     let builder = Server::builder()
-        .ping_interval(Some(Duration::from_millis(100)))
-        .ping_timeout(Some(Duration::from_millis(200)));
+        .ping_interval(Some(Duration::from_millis(200)))
+        .ping_timeout(Some(Duration::from_millis(100)));
     let (error_tx, error_rx) = oneshot::channel();
     let error_tx = std::sync::Mutex::new(Some(error_tx));
     let (addr, _stop) = start(builder, move |mut ws: WebSocket| {

@@ -4,6 +4,7 @@
 mod handshake;
 mod properties;
 mod rfc6455;
+mod timers;
 
 use bytes::BytesMut;
 use ws_proto::{Config, Connection, Message, ProtocolError, Role};
