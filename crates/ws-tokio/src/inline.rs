@@ -13,7 +13,7 @@
 use ws_proto::{CloseCode, CloseFrame, Connection, Message, SendError};
 
 use crate::Error;
-use crate::driver::Output;
+use crate::output::{Output, send_into};
 
 /// A handler the driver calls with each message as it decodes it (see
 /// [`start_inline`](crate::start_inline)).
@@ -88,7 +88,7 @@ impl Reply<'_> {
     /// [`Error::InvalidMessage`] for a message that may not be sent (a
     /// control frame over 125 bytes).
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
-        crate::driver::send_into(self.conn, message, self.out).map_err(error)
+        send_into(self.conn, message, self.out).map_err(error)
     }
 
     /// Starts the closing handshake with `code` and `reason` (the driver

@@ -33,19 +33,25 @@
 
 mod driver;
 mod error;
+mod handshake;
 mod inline;
-mod link;
 mod outbox;
-mod signal;
+mod output;
+mod session;
+mod settings;
+mod sync;
+mod timer;
 mod transport;
 #[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub mod wake_count;
 mod websocket;
 
-pub use driver::{Settings, start, start_inline};
+pub use driver::{start, start_inline};
 pub use error::Error;
+pub use handshake::Handshake;
 pub use inline::{MessageHandler, Reply};
 pub use outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
+pub use settings::Settings;
 pub use transport::Transport;
-pub use websocket::{Handshake, WebSocket, WebSocketReceiver, WebSocketSender};
+pub use websocket::{WebSocket, WebSocketReceiver, WebSocketSender};

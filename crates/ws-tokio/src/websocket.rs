@@ -2,279 +2,21 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use std::future::poll_fn;
 
 use futures_util::{Sink, Stream};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, Request, Response};
 use ws_proto::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
 
 use crate::error::Error;
-use crate::link::{Batch, Link};
 use crate::outbox::Outbox;
-
-/// What the opening handshake established: the request, the response, the
-/// peer and the subprotocol.
-#[derive(Debug, Clone)]
-pub struct Handshake {
-    request: Request<()>,
-    response: Option<Response<()>>,
-    peer: Option<SocketAddr>,
-    protocol: Option<String>,
-}
-
-impl Handshake {
-    /// A handshake made of this upgrade request, with no response, peer or
-    /// subprotocol recorded yet.
-    pub fn new(request: Request<()>) -> Self {
-        Self {
-            request,
-            response: None,
-            peer: None,
-            protocol: None,
-        }
-    }
-
-    /// Records the 101 response (a client keeps the one it received).
-    pub fn with_response(mut self, response: Response<()>) -> Self {
-        self.response = Some(response);
-        self
-    }
-
-    /// Records the peer's address.
-    pub fn with_peer(mut self, peer: SocketAddr) -> Self {
-        self.peer = Some(peer);
-        self
-    }
-
-    /// Records the subprotocol chosen.
-    pub fn with_protocol(mut self, protocol: Option<String>) -> Self {
-        self.protocol = protocol;
-        self
-    }
-
-    /// The upgrade request.
-    pub fn request(&self) -> &Request<()> {
-        &self.request
-    }
-
-    /// The 101 response, if recorded.
-    pub fn response(&self) -> Option<&Response<()>> {
-        self.response.as_ref()
-    }
-
-    /// The peer's address, if recorded.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
-    }
-
-    /// The subprotocol chosen, if any.
-    pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
-    }
-}
-
-/// The upgrade request as a connection keeps it for its whole life: the
-/// request line and the header fields as one compact run of bytes, a single
-/// allocation. The [`Request`] itself, whose header map costs several
-/// hundred bytes (and its URI, near a hundred), is built on first use.
-#[derive(Debug)]
-struct StoredRequest {
-    /// The request line, `method\ntarget\npath\n` then `?query` when the
-    /// target has one, and a newline; then each header field as
-    /// `name:value\n`. The line's pieces hold no newline, a name no `:` and
-    /// a value no newline, so splitting there gives back exactly what was
-    /// stored.
-    text: Box<[u8]>,
-    /// Where the fields start in `text`.
-    line_len: u32,
-    version: Version,
-    request: OnceLock<Box<Request<()>>>,
-}
-
-impl StoredRequest {
-    fn new(request: Request<()>) -> Self {
-        let (parts, ()) = request.into_parts();
-        let uri = &parts.uri;
-        let mut line = format!("{}\n{uri}\n{}\n", parts.method, uri.path());
-        if let Some(query) = uri.query() {
-            line.push('?');
-            line.push_str(query);
-        }
-        line.push('\n');
-        let size = parts
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 2)
-            .sum::<usize>();
-        let mut fields = Vec::with_capacity(line.len() + size);
-        fields.extend_from_slice(line.as_bytes());
-        for (name, value) in &parts.headers {
-            fields.extend_from_slice(name.as_str().as_bytes());
-            fields.push(b':');
-            fields.extend_from_slice(value.as_bytes());
-            fields.push(b'\n');
-        }
-        Self {
-            // A request line over 4 GiB is not read: the parser's limits
-            // are far smaller.
-            line_len: u32::try_from(line.len()).unwrap_or(0),
-            text: fields.into_boxed_slice(),
-            version: parts.version,
-            request: OnceLock::new(),
-        }
-    }
-
-    /// The request line's pieces: method, target, path, and the query's
-    /// line (empty, or `?` and the query).
-    fn pieces(&self) -> [&str; 4] {
-        // Valid UTF-8: it was written from strings.
-        let line = std::str::from_utf8(&self.text[..self.line_len as usize]).unwrap_or_default();
-        let mut pieces = line.splitn(5, '\n');
-        std::array::from_fn(|_| pieces.next().unwrap_or_default())
-    }
-
-    /// The header fields, each as `name:value\n`.
-    fn fields(&self) -> &[u8] {
-        &self.text[self.line_len as usize..]
-    }
-
-    fn path(&self) -> &str {
-        self.pieces()[2]
-    }
-
-    fn query(&self) -> Option<&str> {
-        self.pieces()[3].strip_prefix('?')
-    }
-
-    fn request(&self) -> &Request<()> {
-        self.request.get_or_init(|| {
-            let count = self.fields().iter().filter(|&&b| b == b'\n').count();
-            let mut headers = HeaderMap::with_capacity(count);
-            for field in self.fields().split(|&b| b == b'\n') {
-                let Some(colon) = field.iter().position(|&b| b == b':') else {
-                    continue; // the empty piece after the last newline
-                };
-                // Both were a valid name and value when stored.
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::from_bytes(&field[..colon]),
-                    HeaderValue::from_bytes(&field[colon + 1..]),
-                ) {
-                    headers.append(name, value);
-                }
-            }
-            let [method, target, ..] = self.pieces();
-            let mut request = Request::new(());
-            // Both were a valid method and URI when stored.
-            *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or_default();
-            *request.uri_mut() = Uri::try_from(target).unwrap_or_default();
-            *request.version_mut() = self.version;
-            *request.headers_mut() = headers;
-            Box::new(request)
-        })
-    }
-}
-
-/// What the driver and both halves share, in one allocation: the link
-/// and what is known about the connection.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) link: Link,
-    request: StoredRequest,
-    /// The 101 response, on a client (boxed: a server has none).
-    response: Option<Box<Response<()>>>,
-    peer: Option<SocketAddr>,
-    protocol: Option<Box<str>>,
-    /// The round trip of the last keepalive ping answered, in microseconds
-    /// plus one; 0 before the first.
-    rtt: AtomicU32,
-    /// The close frame the peer sent, once it has (boxed: an open
-    /// connection has none).
-    peer_close: OnceLock<Box<CloseFrame>>,
-    /// Whether this end sent the first close frame.
-    initiated_close: AtomicBool,
-    /// Broadcast frames waiting for the driver: made when the application
-    /// first asks for it (on a server connection), or at the end, the
-    /// closed outbox every connection that never broadcast shares.
-    outbox: OnceLock<Arc<Outbox>>,
-    role: Role,
-}
-
-impl Shared {
-    pub(crate) fn new(link: Link, handshake: Handshake, role: Role) -> Self {
-        Self {
-            link,
-            request: StoredRequest::new(handshake.request),
-            response: handshake.response.map(Box::new),
-            peer: handshake.peer,
-            protocol: handshake.protocol.map(String::into_boxed_str),
-            outbox: OnceLock::new(),
-            role,
-            rtt: AtomicU32::new(0),
-            peer_close: OnceLock::new(),
-            initiated_close: AtomicBool::new(false),
-        }
-    }
-
-    /// The outbox, once made.
-    pub(crate) fn outbox(&self) -> Option<&Outbox> {
-        self.outbox.get().map(|outbox| &**outbox)
-    }
-
-    /// The outbox, made on first use: most connections never broadcast, and
-    /// one made for each would cost every idle connection about a tenth of
-    /// its memory.
-    fn make_outbox(&self) -> &Arc<Outbox> {
-        let mut made = false;
-        let outbox = self.outbox.get_or_init(|| {
-            made = true;
-            Arc::default()
-        });
-        if made {
-            // The driver waits on the outbox's signal only once there is an
-            // outbox: it looks again when woken.
-            self.link.wake_driver();
-        }
-        outbox
-    }
-
-    /// The driver's side: the connection has ended, and so has broadcasting
-    /// to it. A connection that never made its outbox gets the shared
-    /// closed one, so that an outbox asked for later takes nothing.
-    pub(crate) fn close_outbox(&self) {
-        static CLOSED: LazyLock<Arc<Outbox>> = LazyLock::new(|| {
-            let outbox = Arc::new(Outbox::default());
-            outbox.close();
-            outbox
-        });
-        let mut shared = false;
-        let outbox = self.outbox.get_or_init(|| {
-            shared = true;
-            CLOSED.clone()
-        });
-        if !shared {
-            outbox.close();
-        }
-    }
-
-    pub(crate) fn record_initiated_close(&self) {
-        self.initiated_close.store(true, Ordering::Relaxed);
-    }
-
-    pub(crate) fn record_rtt(&self, rtt: Duration) {
-        // 32 bits of microseconds: 71 minutes, far beyond any ping timeout.
-        let micros = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX - 1);
-        self.rtt.store(micros + 1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn record_close(&self, frame: CloseFrame) {
-        let _ = self.peer_close.set(Box::new(frame));
-    }
-}
+use crate::session::Session;
+use crate::sync::{Batch, Link, payload_len};
 
 /// An open WebSocket connection.
 ///
@@ -292,7 +34,7 @@ pub struct WebSocket {
     /// Both halves in one pointer (a handler keeps its `WebSocket` in its
     /// future for the connection's whole life); taken only by `split`, and
     /// by `drop`, which ends both halves.
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<Session>>,
     /// Received messages taken from the link in one batch.
     batch: Batch,
 }
@@ -300,7 +42,7 @@ pub struct WebSocket {
 /// The receiving half of a [`WebSocket`].
 #[derive(Debug)]
 pub struct WebSocketReceiver {
-    shared: Arc<Shared>,
+    shared: Arc<Session>,
     /// Received messages taken from the link in one batch.
     batch: Batch,
 }
@@ -309,7 +51,7 @@ pub struct WebSocketReceiver {
 /// the connection closes with 1000 once every sender and the receiver are
 /// dropped.
 pub struct WebSocketSender {
-    shared: Arc<Shared>,
+    shared: Arc<Session>,
 }
 
 impl Clone for WebSocketSender {
@@ -435,14 +177,14 @@ macro_rules! accessors {
 impl WebSocket {
     accessors!();
 
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Session>) -> Self {
         Self {
             shared: Some(shared),
             batch: Batch::default(),
         }
     }
 
-    fn info(&self) -> &Shared {
+    fn info(&self) -> &Session {
         held(&self.shared)
     }
 
@@ -582,7 +324,7 @@ impl WebSocket {
 
 /// A `WebSocket`'s state: taken only by `split` and `drop`, which consume
 /// the `WebSocket`, so it is there whenever a method runs.
-fn held(shared: &Option<Arc<Shared>>) -> &Arc<Shared> {
+fn held(shared: &Option<Arc<Session>>) -> &Arc<Session> {
     match shared {
         Some(shared) => shared,
         None => unreachable!("a WebSocket holds its state until split or dropped"),
@@ -592,7 +334,7 @@ fn held(shared: &Option<Arc<Shared>>) -> &Arc<Shared> {
 impl WebSocketReceiver {
     accessors!();
 
-    fn info(&self) -> &Shared {
+    fn info(&self) -> &Session {
         &self.shared
     }
 
@@ -626,7 +368,7 @@ impl WebSocketReceiver {
 impl WebSocketSender {
     accessors!();
 
-    fn info(&self) -> &Shared {
+    fn info(&self) -> &Session {
         &self.shared
     }
 
@@ -687,7 +429,7 @@ impl WebSocketSender {
 }
 
 /// Queues the close frame of `code` and `reason`, once checked.
-fn start_close(shared: &Shared, code: CloseCode, reason: &str) -> Result<(), Error> {
+fn start_close(shared: &Session, code: CloseCode, reason: &str) -> Result<(), Error> {
     let frame = CloseFrame::new(code, reason);
     frame.check_sendable()?;
     shared.link.close(Some(frame))
@@ -724,7 +466,7 @@ fn queued_as_is(message: &Message) -> bool {
 /// Queues `messages` from the front as the budget allows, under one lock
 /// of the queue for each run of them that goes in as it is.
 fn poll_send_many(
-    shared: &Shared,
+    shared: &Session,
     messages: &mut Vec<Message>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
@@ -768,7 +510,7 @@ enum Sending {
     Done,
 }
 
-impl<L: std::ops::Deref<Target = Shared>> SendMessage<L> {
+impl<L: std::ops::Deref<Target = Session>> SendMessage<L> {
     fn new(shared: L, message: Message) -> Self {
         let state = match checked(message) {
             Ok(Checked::Data(message)) => Sending::Data(message),
@@ -779,7 +521,7 @@ impl<L: std::ops::Deref<Target = Shared>> SendMessage<L> {
     }
 }
 
-impl<L: std::ops::Deref<Target = Shared> + Unpin> Future for SendMessage<L> {
+impl<L: std::ops::Deref<Target = Session> + Unpin> Future for SendMessage<L> {
     type Output = Result<(), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -803,15 +545,6 @@ impl<L: std::ops::Deref<Target = Shared> + Unpin> Future for SendMessage<L> {
     }
 }
 
-#[inline]
-pub(crate) fn payload_len(message: &Message) -> usize {
-    match message {
-        Message::Text(text) => text.len(),
-        Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
-        Message::Close(_) => 0,
-    }
-}
-
 impl Stream for WebSocketReceiver {
     type Item = Result<Message, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -829,16 +562,16 @@ impl Stream for WebSocket {
 /// The [`Sink`] of both [`WebSocketSender`] and [`WebSocket`], on their
 /// shared state.
 mod sink {
-    use super::{Checked, Context, Error, Message, Poll, Shared, checked, cost};
+    use super::{Checked, Context, Error, Message, Poll, Session, checked, cost};
 
     /// Waits while the outgoing queue is at its high-water mark.
-    pub(super) fn poll_ready(shared: &Shared, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    pub(super) fn poll_ready(shared: &Session, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         shared.link.poll_ready(cx)
     }
 
     /// Queues the message: once `poll_ready` found room, the queue may pass
     /// its high-water mark by at most this message.
-    pub(super) fn start_send(shared: &Shared, message: Message) -> Result<(), Error> {
+    pub(super) fn start_send(shared: &Session, message: Message) -> Result<(), Error> {
         match checked(message)? {
             Checked::Close(frame) => shared.link.close(frame),
             Checked::Data(message) => {
@@ -848,7 +581,7 @@ mod sink {
         }
     }
 
-    pub(super) fn poll_close(shared: &Shared) -> Poll<Result<(), Error>> {
+    pub(super) fn poll_close(shared: &Session) -> Poll<Result<(), Error>> {
         let _ = shared.link.close(None);
         Poll::Ready(Ok(()))
     }
@@ -890,57 +623,5 @@ impl Sink<Message> for WebSocket {
     }
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         sink::poll_close(self.info())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stored_request_gives_back_the_request_it_was_made_from() {
-        let request = Request::builder()
-            .method("GET")
-            .uri("/chat/room?user=a%20b&x=1")
-            .header("host", "example.com:8080")
-            .header("x-token", "a:b:c")
-            .header("cookie", "a=1")
-            .header("x-spaces", " padded\tvalue ")
-            .header("cookie", "b=2")
-            .header("x-opaque", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
-            .header("x-empty", "")
-            .body(())
-            .unwrap();
-        let stored = StoredRequest::new(request.clone());
-        assert!(stored.request.get().is_none(), "not built until used");
-        assert_eq!(stored.path(), "/chat/room");
-        assert_eq!(stored.query(), Some("user=a%20b&x=1"));
-        let rebuilt = stored.request();
-        assert_eq!(rebuilt.method(), request.method());
-        assert_eq!(rebuilt.uri(), request.uri());
-        assert_eq!(rebuilt.version(), request.version());
-        assert_eq!(rebuilt.headers(), request.headers());
-        let cookies: Vec<_> = rebuilt.headers().get_all("cookie").iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2"], "repeated fields keep their order");
-    }
-
-    #[test]
-    fn a_stored_request_answers_path_and_query_as_its_uri_does() {
-        for target in [
-            "/",
-            "/chat",
-            "/chat?",
-            "/chat?room=a&b",
-            "http://example.com",
-            "http://example.com:8080/chat?room=%20x",
-            "*",
-        ] {
-            let request = Request::builder().uri(target).body(()).unwrap();
-            let stored = StoredRequest::new(request.clone());
-            assert_eq!(stored.path(), request.uri().path(), "{target}");
-            assert_eq!(stored.query(), request.uri().query(), "{target}");
-            assert_eq!(stored.request().uri(), request.uri(), "{target}");
-            assert_eq!(stored.request().method(), request.method(), "{target}");
-        }
     }
 }

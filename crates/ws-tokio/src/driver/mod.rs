@@ -1,25 +1,33 @@
 //! The connection driver: one loop that moves bytes between a transport and
 //! the `ws-proto` core, and messages between the core and the application.
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, ReadBuf};
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State, Timeout};
 
+mod closing;
+mod work;
+
+use work::Work;
+
 use crate::error::Error;
+use crate::handshake::Handshake;
 use crate::inline::{Deliver, Inline, MessageHandler, Reply, ToLink};
-use crate::link::{Command, DriverLink, Link, Received, Room};
 use crate::outbox::Piece;
+use crate::output::{Output, send_into};
+use crate::session::{DriverLink, Session};
+use crate::settings::Settings;
+use crate::sync::{Command, Link, Room, payload_len};
+use crate::timer::Timer;
 use crate::transport::Transport;
-use crate::websocket::{Handshake, Shared, WebSocket, payload_len};
+use crate::websocket::WebSocket;
 
 /// Bytes reserved in the read buffer before a read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -29,9 +37,6 @@ const READ_MIN: usize = 1024;
 /// header announced the size (within the limits), so the buffer grows once
 /// and the frame arrives in few reads.
 const READ_MAX: usize = 1 << 20;
-/// Payloads from this size on are written from the application's buffer
-/// (a vectored write) instead of being copied into the output.
-const SHARE_PAYLOAD_MIN: usize = 16 * 1024;
 /// Outgoing bytes gathered into one write before the socket is written.
 const COALESCE_LIMIT: usize = 256 * 1024;
 /// How long a connection whose socket went idle keeps its buffers (the
@@ -43,53 +48,6 @@ const RELEASE_AFTER: Duration = Duration::from_millis(500);
 /// messages received before it (and answer them) before the close frame
 /// leaves; at most the close timeout.
 const ANSWER_GRACE: Duration = Duration::from_secs(1);
-
-/// How a connection's driver queues messages between the socket and the
-/// application. The keepalive and the close timeout belong to the protocol
-/// core: they are in the connection's [`Config`](ws_proto::Config).
-///
-/// Every setting has a documented default; `ws-server` and `ws-client` expose
-/// them on their builders.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    write_high_water: usize,
-    incoming_queue: usize,
-    control_frames: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            write_high_water: 1 << 20,
-            incoming_queue: 16,
-            control_frames: false,
-        }
-    }
-}
-
-impl Settings {
-    /// Bytes of outgoing payload queued before `send().await` waits and
-    /// `try_send` reports [`Error::Full`]. Default: 1 MiB; at most 4 GiB
-    /// (a larger value counts as 4 GiB).
-    pub fn write_high_water(mut self, bytes: usize) -> Self {
-        self.write_high_water = bytes.max(1);
-        self
-    }
-
-    /// Received messages queued for the application before the driver stops
-    /// reading the socket (TCP backpressure). Default: 16.
-    pub fn incoming_queue(mut self, messages: usize) -> Self {
-        self.incoming_queue = messages.max(1);
-        self
-    }
-
-    /// Also deliver received pings and pongs to the application, after the
-    /// driver has answered them. Default: off.
-    pub fn control_frames(mut self, deliver: bool) -> Self {
-        self.control_frames = deliver;
-        self
-    }
-}
 
 /// Starts a connection whose opening handshake is done.
 ///
@@ -151,272 +109,15 @@ fn open<S: Transport, F: Future<Output = ()> + Send + 'static>(
 }
 
 /// The state a connection's driver shares with its `WebSocket` handles.
-fn shared_for(handshake: Handshake, conn: &Connection, settings: &Settings) -> Arc<Shared> {
+fn shared_for(handshake: Handshake, conn: &Connection, settings: &Settings) -> Arc<Session> {
     let link = Link::new(settings.incoming_queue, settings.write_high_water);
-    Arc::new(Shared::new(link, handshake, conn.role()))
-}
-
-/// The bytes waiting to be written, in order: whole pieces (broadcast
-/// frames shared with other connections, and sealed runs of encoded
-/// frames), then the buffer frames are being encoded into.
-#[derive(Default)]
-pub(crate) struct Output {
-    chunks: VecDeque<Bytes>,
-    chunk_bytes: usize,
-    pub(crate) tail: BytesMut,
-}
-
-/// The largest output buffer kept once everything in it was written.
-const KEEP_OUTPUT: usize = 16 * 1024;
-
-/// Shared frames (broadcasts) up to this size are copied into the output.
-const COPY_SHARED_MAX: usize = 1024;
-
-/// The most pieces handed to one vectored write.
-const MAX_IOVECS: usize = 64;
-
-impl Output {
-    fn len(&self) -> usize {
-        self.chunk_bytes + self.tail.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Appends a shared frame after everything encoded so far. A small one
-    /// is copied: as a piece of its own it would cost more than its bytes,
-    /// in memory (a handle per frame) and in the vectored write (which
-    /// takes `MAX_IOVECS` pieces at a time). A large one is queued without
-    /// copying.
-    fn push_shared(&mut self, frame: Bytes) {
-        if frame.len() <= COPY_SHARED_MAX {
-            self.tail.extend_from_slice(&frame);
-            return;
-        }
-        if !self.tail.is_empty() {
-            let sealed = self.tail.split().freeze();
-            self.chunk_bytes += sealed.len();
-            self.chunks.push_back(sealed);
-        }
-        self.chunk_bytes += frame.len();
-        self.chunks.push_back(frame);
-    }
-
-    /// Appends a run of small broadcast frames, taking every byte of `run`:
-    /// into an empty output the buffers are swapped, and nothing is copied.
-    fn take_run(&mut self, run: &mut BytesMut) {
-        if self.tail.is_empty() {
-            std::mem::swap(&mut self.tail, run);
-        } else {
-            self.tail.extend_from_slice(run);
-            run.clear();
-        }
-    }
-
-    /// Drops the first `n` bytes, which were written.
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 {
-            match self.chunks.front_mut() {
-                Some(front) if n >= front.len() => {
-                    n -= front.len();
-                    self.chunk_bytes -= front.len();
-                    self.chunks.pop_front();
-                }
-                Some(front) => {
-                    front.advance(n);
-                    self.chunk_bytes -= n;
-                    n = 0;
-                }
-                None if n >= self.tail.len() => {
-                    // Truncated rather than advanced: the buffer keeps its
-                    // start, so the next frames are encoded at the front
-                    // without a `reserve` first moving the space back.
-                    self.tail.clear();
-                    n = 0;
-                }
-                None => {
-                    self.tail.advance(n);
-                    n = 0;
-                }
-            }
-        }
-        // Once everything is written, a buffer grown by a burst is given
-        // back; a smaller one is kept (already cleared above) for the next
-        // pass's frames, rather than grown anew a reallocation at a time.
-        if self.is_empty() && self.tail.capacity() > KEEP_OUTPUT {
-            self.tail = BytesMut::new();
-        }
-    }
-
-    /// Gives the buffer back if nothing is waiting (the socket is idle).
-    fn release_idle_buffer(&mut self) {
-        if self.is_empty() {
-            self.tail = BytesMut::new();
-        }
-    }
-
-    fn clear(&mut self) {
-        self.chunks.clear();
-        self.chunk_bytes = 0;
-        self.tail = BytesMut::new();
-    }
-
-    fn poll_write<S: Transport>(
-        &self,
-        stream: &mut S,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<usize>> {
-        if self.chunks.is_empty() {
-            return Pin::new(stream).poll_write(cx, &self.tail);
-        }
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut count = 0;
-        for piece in self.chunks.iter().map(|b| &b[..]).chain([&self.tail[..]]) {
-            if count == MAX_IOVECS {
-                break;
-            }
-            if !piece.is_empty() {
-                slices[count] = IoSlice::new(piece);
-                count += 1;
-            }
-        }
-        Pin::new(stream).poll_write_vectored(cx, &slices[..count])
-    }
-}
-
-/// The driver's working buffers: the output, and the batches of messages
-/// and commands on their way across the link.
-#[derive(Default)]
-struct Buffers {
-    out: Output,
-    received: VecDeque<Received>,
-    commands: VecDeque<Command>,
-}
-
-/// The [`Buffers`], boxed and made on first use. They are dropped with the
-/// other buffers once the socket has been idle for [`RELEASE_AFTER`] with
-/// nothing in them: an idle connection then holds one pointer instead of
-/// their 136 bytes, and a connection that never sends makes none.
-#[derive(Default)]
-struct Work(Option<Box<Buffers>>);
-
-impl Work {
-    #[inline]
-    fn get(&mut self) -> &mut Buffers {
-        match self.0 {
-            Some(ref mut buffers) => buffers,
-            None => Self::make(&mut self.0),
-        }
-    }
-
-    /// Kept out of line: the driver asks for the buffers many times per
-    /// message, and makes them only after an idle spell.
-    #[cold]
-    #[inline(never)]
-    fn make(slot: &mut Option<Box<Buffers>>) -> &mut Buffers {
-        slot.insert(Box::default())
-    }
-
-    #[inline]
-    fn out(&mut self) -> &mut Output {
-        &mut self.get().out
-    }
-
-    /// The bytes waiting to be written.
-    #[inline]
-    fn out_len(&self) -> usize {
-        self.0.as_ref().map_or(0, |buffers| buffers.out.len())
-    }
-
-    #[inline]
-    fn is_made(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Drops the buffers if nothing waits in them; otherwise gives back
-    /// the output's buffer if it is empty.
-    fn release_idle(&mut self) {
-        if let Some(buffers) = &mut self.0 {
-            if buffers.out.is_empty() && buffers.received.is_empty() && buffers.commands.is_empty()
-            {
-                self.0 = None;
-            } else {
-                buffers.out.release_idle_buffer();
-            }
-        }
-    }
+    Arc::new(Session::new(link, handshake, conn.role()))
 }
 
 /// What one poll of the transport did.
 enum Io {
     Wrote(usize),
     Read(usize),
-}
-
-pin_project_lite::pin_project! {
-    /// One timer for whichever deadline comes first, reset only when that
-    /// deadline changes: registering a timer on every pass would cost more
-    /// than the rest of a small message's trip.
-    struct Timer {
-        #[pin]
-        sleep: Sleep,
-        // Whether the sleep's deadline stands.
-        armed: bool,
-        // The waker the sleep was last polled with, while it stands: the
-        // sleep need not be polled again until it fires or the waker
-        // changes.
-        registered: Option<Waker>,
-    }
-}
-
-impl Timer {
-    fn new() -> Self {
-        Self {
-            sleep: sleep_until(Instant::now()),
-            armed: false,
-            registered: None,
-        }
-    }
-
-    /// Sets the deadline (`None`: none).
-    fn arm(self: Pin<&mut Self>, deadline: Option<Instant>) {
-        let this = self.project();
-        match deadline {
-            Some(deadline) if !*this.armed || this.sleep.deadline() != deadline => {
-                this.sleep.reset(deadline);
-                *this.registered = None;
-                *this.armed = true;
-            }
-            Some(_) => {}
-            None => *this.armed = false,
-        }
-    }
-
-    /// Whether the deadline has passed; it is then disarmed.
-    fn poll_fired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
-        let this = self.project();
-        if !*this.armed {
-            return false;
-        }
-        let registered = this
-            .registered
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()));
-        if registered && !this.sleep.is_elapsed() {
-            // Polled before with this waker, which the sleep will wake.
-            return false;
-        }
-        if this.sleep.poll(cx).is_ready() {
-            *this.armed = false;
-            *this.registered = None;
-            return true;
-        }
-        if !registered {
-            *this.registered = Some(cx.waker().clone());
-        }
-        false
-    }
 }
 
 /// Where the driver is in the connection's life.
@@ -461,7 +162,7 @@ struct Inner<S, D> {
     /// application's handler.
     deliver: D,
     link: DriverLink,
-    /// Shared with every connection started with the same settings.
+    /// Session with every connection started with the same settings.
     settings: Arc<Settings>,
     /// The output, and the messages received and commands taken, moved
     /// across the link in batches.
@@ -987,143 +688,6 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
             self.link.release_idle_buffers();
         }
     }
-
-    /// The application's time after a protocol error (see [`Phase::Grace`]).
-    fn poll_grace(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
-        while !self.link.drained() {
-            if self.link.poll_driver(cx, false).is_pending() {
-                if !timer.as_mut().poll_fired(cx) {
-                    return Poll::Pending;
-                }
-                break;
-            }
-        }
-        self.incoming_open = false;
-        self.link
-            .take_commands(|| &mut self.work.get().commands, usize::MAX);
-        self.apply_commands();
-        timer.arm(None);
-        self.phase = Phase::Open;
-        Poll::Ready(())
-    }
-
-    /// Moves to one of the closing phases, each bounded by a close timeout
-    /// of its own.
-    fn enter(&mut self, phase: Phase, timer: Pin<&mut Timer>) {
-        // A close timeout beyond what the clock holds means no deadline.
-        timer.arm(Instant::now().checked_add(self.conn.config().close_timeout));
-        self.phase = phase;
-    }
-
-    /// Writes everything, within the close timeout, then finishes.
-    fn poll_flush(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
-        if let Some(buffers) = &mut self.work.0 {
-            let out = &mut buffers.out;
-            while !out.is_empty() {
-                match out.poll_write(&mut self.stream, cx) {
-                    Poll::Ready(Ok(0) | Err(_)) => break,
-                    Poll::Ready(Ok(n)) => out.advance(n),
-                    Poll::Pending if timer.as_mut().poll_fired(cx) => break,
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            out.clear();
-        }
-        self.finish(timer);
-        Poll::Ready(())
-    }
-
-    /// The connection is over: no more sends or broadcasts, and the
-    /// transport is shut down.
-    fn finish(&mut self, timer: Pin<&mut Timer>) {
-        self.link.shared().close_outbox();
-        self.link.close_sends();
-        tracing::debug!(code = %self.conn.close_code(), "connection closed");
-        // RFC 6455 section 7.1.1: "the underlying TCP connection, in most
-        // normal cases, SHOULD be closed first by the server, so that it
-        // holds the TIME_WAIT state and not the client". After a clean
-        // closing handshake a client waits for the server's end of stream;
-        // anyone else closes now.
-        let client_waits = self.conn.role() == Role::Client
-            && !self.eof
-            && self.conn.close_received().is_some()
-            && self.failure.is_none();
-        if client_waits {
-            // The application's stream ends here: `close().await` returns
-            // once the closing handshake is done, not after the wait for
-            // the server.
-            self.end_link();
-            self.enter(Phase::AwaitEof, timer);
-        } else {
-            self.enter(Phase::Shutdown, timer);
-        }
-    }
-
-    /// Hands the application the failure, if any, and ends its stream.
-    fn end_link(&mut self) {
-        if D::INLINE {
-            let failure = self.failure.take();
-            self.deliver.end(failure.as_deref());
-        } else if let Some(failure) = self.failure.take()
-            && self.incoming_open
-        {
-            self.deliver_failure(*failure);
-        }
-        self.link.shut();
-    }
-
-    /// Hands the application the connection's failure, after the messages
-    /// delivered before it.
-    fn deliver_failure(&mut self, failure: Error) {
-        let received = &mut self.work.get().received;
-        received.push_back(Err(failure));
-        if let Some(room) = self.link.deliver(received) {
-            self.note_room(room);
-        }
-    }
-
-    /// Reads and discards until the server closes, or the timer.
-    fn poll_await_eof(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
-        let mut scratch = [0u8; 512];
-        loop {
-            let mut buf = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
-                Poll::Ready(_) => break,
-                Poll::Pending if timer.as_mut().poll_fired(cx) => break,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        self.enter(Phase::Shutdown, timer);
-        Poll::Ready(())
-    }
-
-    /// Shuts the transport down, within the timer; then the driver is done.
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> Poll<()> {
-        if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending()
-            && !timer.as_mut().poll_fired(cx)
-        {
-            return Poll::Pending;
-        }
-        self.end_link();
-        self.phase = Phase::Done;
-        Poll::Ready(())
-    }
-}
-
-/// Encodes `message` into `output`; a large payload is queued as it is,
-/// after its header, instead of copied.
-#[inline]
-pub(crate) fn send_into(
-    conn: &mut Connection,
-    message: &Message,
-    output: &mut Output,
-) -> Result<(), ws_proto::SendError> {
-    tracing::trace!(len = payload_len(message), "sending message");
-    if let Some(payload) = conn.send_vectored(message, &mut output.tail, SHARE_PAYLOAD_MIN)? {
-        output.push_shared(payload);
-    }
-    Ok(())
 }
 
 /// Applies one command.
@@ -1142,224 +706,4 @@ fn apply(conn: &mut Connection, command: Command, output: &mut Output) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::future::poll_fn;
-
-    use futures_util::StreamExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    use ws_proto::{Config, apply_mask};
-
-    use super::*;
-    use crate::wake_count::WakeCount;
-
-    /// Runs `work` while polling `driver` alongside it, as a server's task
-    /// joins the two.
-    async fn beside<F: Future>(mut driver: Pin<&mut impl Future>, work: F) -> F::Output {
-        let mut work = pin!(work);
-        poll_fn(|cx| {
-            let _ = driver.as_mut().poll(cx);
-            work.as_mut().poll(cx)
-        })
-        .await
-    }
-
-    /// What the driver holds in buffers: the read buffer, the output's (if
-    /// its working buffers are made), and the link's queues.
-    fn held<F>(driver: Pin<&mut Driver<TcpStream, F, ToLink>>) -> (usize, Option<usize>, bool) {
-        let state = driver.project().state;
-        let read = state.conn.read_buffer().capacity();
-        let output = state.work.0.as_ref().map(|work| work.out.tail.capacity());
-        (read, output, state.link_used)
-    }
-
-    /// A server connection over loopback: the client's socket, the
-    /// application's side and the driver (never told to shut down).
-    async fn server_connection(
-        settings: Settings,
-        config: Config,
-    ) -> (
-        TcpStream,
-        WebSocket,
-        Driver<TcpStream, std::future::Pending<()>, ToLink>,
-    ) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let conn = Connection::new(Role::Server, config);
-        let handshake = Handshake::new(http::Request::new(()));
-        let settings = Arc::new(settings);
-        let (ws, driver) = open(stream, conn, handshake, &settings, std::future::pending());
-        (client, ws, driver)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_gives_its_buffers_back_half_a_second_after_going_idle() {
-        let (mut client, mut ws, driver) =
-            server_connection(Settings::default(), Config::default()).await;
-        let mut driver = pin!(driver);
-
-        // A masked 5-byte text frame, echoed by the application.
-        let key = [1, 2, 3, 4];
-        let mut payload = *b"hello";
-        apply_mask(&mut payload, key);
-        let mut frame = vec![0x81, 0x85, 1, 2, 3, 4];
-        frame.extend(payload);
-        client.write_all(&frame).await.unwrap();
-        let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
-        beside(driver.as_mut(), ws.send(message)).await.unwrap();
-        let mut echo = [0u8; 7];
-        beside(driver.as_mut(), client.read_exact(&mut echo))
-            .await
-            .unwrap();
-        assert_eq!(&echo, b"\x81\x05hello");
-
-        let (read, output, link) = held(driver.as_mut());
-        assert!(
-            read > 0 && output > Some(0) && link,
-            "buffers kept while busy"
-        );
-        beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER / 2)).await;
-        let (read, output, _) = held(driver.as_mut());
-        assert!(
-            read > 0 && output > Some(0),
-            "still kept: traffic may resume"
-        );
-        beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER)).await;
-        assert_eq!(held(driver.as_mut()), (0, None, false), "given back");
-
-        // And the connection still works, from a buffer allocated anew.
-        client.write_all(&frame).await.unwrap();
-        let message = beside(driver.as_mut(), ws.next()).await.unwrap().unwrap();
-        assert_eq!(message.as_text(), Some("hello"));
-    }
-
-    /// A masked text frame of `text`, as a client sends it.
-    fn client_text(text: &str) -> Vec<u8> {
-        let key = [1, 2, 3, 4];
-        let mut payload = text.as_bytes().to_vec();
-        apply_mask(&mut payload, key);
-        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-        frame.extend(key);
-        frame.extend(payload);
-        frame
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_driver_queues_no_more_than_the_incoming_bound_for_an_application_that_does_not_read()
-     {
-        let settings = Settings::default().incoming_queue(4);
-        let (mut client, mut ws, driver) = server_connection(settings, Config::default()).await;
-        let mut driver = pin!(driver);
-        let step = Duration::from_millis(10);
-        let mut batch = Vec::new();
-
-        // Three taken: the queue has room for four again, which the driver
-        // learns only as it queues more.
-        for n in 0..3 {
-            client
-                .write_all(&client_text(&n.to_string()))
-                .await
-                .unwrap();
-        }
-        beside(driver.as_mut(), tokio::time::sleep(step)).await;
-        assert_eq!(ws.recv_many(&mut batch, 100).await.unwrap(), 3);
-
-        // Twenty more, in one write, while the application reads nothing.
-        let burst: Vec<u8> = (3..23).flat_map(|n| client_text(&n.to_string())).collect();
-        client.write_all(&burst).await.unwrap();
-        beside(driver.as_mut(), tokio::time::sleep(step)).await;
-        batch.clear();
-        // Taken without polling the driver: only what it had queued.
-        assert_eq!(ws.recv_many(&mut batch, 100).await.unwrap(), 4, "the bound");
-
-        // The rest follows, in order, once the driver runs again.
-        while batch.len() < 20 {
-            let limit = 100;
-            beside(driver.as_mut(), ws.recv_many(&mut batch, limit))
-                .await
-                .unwrap();
-        }
-        let texts: Vec<_> = batch.iter().filter_map(Message::as_text).collect();
-        let expected: Vec<_> = (3..23).map(|n| n.to_string()).collect();
-        assert_eq!(texts, expected);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_connection_makes_no_buffers_and_a_keepalive_ping_gives_them_back() {
-        let interval = Duration::from_secs(5);
-        let config = Config::default()
-            .ping_interval(Some(interval))
-            .ping_timeout(None);
-        let (mut client, _ws, driver) = server_connection(Settings::default(), config).await;
-        let mut driver = pin!(driver);
-
-        beside(driver.as_mut(), tokio::time::sleep(interval / 2)).await;
-        assert_eq!(held(driver.as_mut()), (0, None, false), "nothing made");
-
-        // The keepalive ping is written from working buffers made for it...
-        beside(driver.as_mut(), tokio::time::sleep(interval / 2)).await;
-        let mut ping = [0u8; 10];
-        beside(driver.as_mut(), client.read_exact(&mut ping))
-            .await
-            .unwrap();
-        assert_eq!(ping[..2], [0x89, 8], "a ping with an 8-byte payload");
-        assert!(held(driver.as_mut()).1.is_some(), "made for the ping");
-        // ...which go once the socket has been idle for a while.
-        beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER * 2)).await;
-        assert_eq!(held(driver.as_mut()), (0, None, false), "given back");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_timer_fires_for_the_waker_it_was_last_polled_with() {
-        let mut timer = pin!(Timer::new());
-        let (first, second) = (WakeCount::new(), WakeCount::new());
-        let (first_waker, second_waker) = (first.waker(), second.waker());
-        let step = Duration::from_millis(100);
-        timer.as_mut().arm(Some(Instant::now() + step));
-        // Asked again and again with one waker: not fired.
-        for _ in 0..3 {
-            assert!(
-                !timer
-                    .as_mut()
-                    .poll_fired(&mut Context::from_waker(&first_waker))
-            );
-        }
-        // Polled with another waker: that one is registered instead.
-        assert!(
-            !timer
-                .as_mut()
-                .poll_fired(&mut Context::from_waker(&second_waker))
-        );
-        tokio::time::advance(step).await;
-        assert_eq!((first.count(), second.count()), (0, 1), "the last waker");
-        assert!(
-            timer
-                .as_mut()
-                .poll_fired(&mut Context::from_waker(&second_waker))
-        );
-        assert!(
-            !timer
-                .as_mut()
-                .poll_fired(&mut Context::from_waker(&second_waker)),
-            "disarmed once fired"
-        );
-
-        // Armed again, with the same waker as before: it fires again.
-        timer.as_mut().arm(Some(Instant::now() + step));
-        assert!(
-            !timer
-                .as_mut()
-                .poll_fired(&mut Context::from_waker(&second_waker))
-        );
-        tokio::time::advance(step).await;
-        assert_eq!(second.count(), 2);
-        assert!(
-            timer
-                .as_mut()
-                .poll_fired(&mut Context::from_waker(&second_waker))
-        );
-    }
-}
+mod tests;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use crate::link::{fingerprint, lock};
+use super::{fingerprint, lock};
 
 /// Raised by any thread; taken, or waited for, by the driver.
 #[derive(Debug, Default)]

@@ -1,0 +1,32 @@
+//! The connection's synchronisation, in one place: the link between the
+//! application's halves and the driver, and the signal that wakes the
+//! driver. Both are short critical sections behind `std` mutexes and a few
+//! atomics; nothing here waits on I/O.
+
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+mod link;
+mod signal;
+
+pub(crate) use link::{Batch, Command, Link, Received, Room, payload_len};
+pub(crate) use signal::Signal;
+
+/// Locks one of the connection's short critical sections (the link's
+/// queues, the driver's signal, the outbox's queue).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; should one ever, what they
+    // guard is still consistent, so the poison is ignored.
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Which task a waker wakes, as the addresses `Waker::will_wake` compares
+/// (its data and its vtable): kept beside a registered waker, it tells
+/// without a lock whether a waker is the registered one. Never `[0, 0]`,
+/// since a vtable is never at address 0.
+pub(crate) fn fingerprint(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
+}
