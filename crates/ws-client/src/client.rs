@@ -146,6 +146,14 @@ impl ClientBuilder {
         self
     }
 
+    /// How the connection's driver queues messages; default
+    /// [`Settings::default`](crate::Settings). It replaces the whole
+    /// `Settings`: call it before the queue shortcuts below.
+    pub fn settings(mut self, settings: crate::Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
     /// Outgoing bytes queued before `send().await` waits and `try_send`
     /// reports [`Error::Full`](crate::Error::Full); default 1 MiB.
     pub fn write_high_water(mut self, bytes: usize) -> Self {

@@ -71,4 +71,4 @@ pub use ws_proto::http;
 pub use ws_proto::{
     CloseCode, CloseFrame, HandshakeResponse, Message, RejectedResponse, ResponseError, Utf8Bytes,
 };
-pub use ws_tokio::{Error, WebSocket, WebSocketReceiver, WebSocketSender};
+pub use ws_tokio::{Error, Settings, WebSocket, WebSocketReceiver, WebSocketSender};

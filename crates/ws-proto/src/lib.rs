@@ -70,7 +70,10 @@ pub use handshake::{
 };
 /// Re-exported for the handshake types.
 pub use http;
-pub use mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at, apply_mask_reference};
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub use mask::apply_mask_reference;
+pub use mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at};
 pub use message::Message;
 pub use opcode::OpCode;
 pub use timers::Timeout;

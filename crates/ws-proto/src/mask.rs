@@ -42,7 +42,9 @@ pub fn apply_mask_at(buf: &mut [u8], key: [u8; 4], offset: usize) {
 }
 
 /// The byte-at-a-time reference for [`apply_mask_at`], kept for tests and
-/// benchmarks.
+/// benchmarks (feature `test-support`; not part of the public API).
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
 pub fn apply_mask_reference(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, byte) in buf.iter_mut().enumerate() {
         *byte ^= key[(i + offset) % 4];

@@ -78,6 +78,6 @@ pub use ws_proto as proto;
 pub use ws_proto::http;
 pub use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
 pub use ws_tokio::{
-    Error, MessageHandler, OutboxLimits, Reply, SharedFrame, SlowConsumer, WebSocket,
+    Error, MessageHandler, OutboxLimits, Reply, Settings, SharedFrame, SlowConsumer, WebSocket,
     WebSocketReceiver, WebSocketSender,
 };

@@ -261,6 +261,14 @@ impl ServerBuilder {
         self
     }
 
+    /// How the connection's driver queues messages; default
+    /// [`Settings::default`](crate::Settings). It replaces the whole
+    /// `Settings`: call it before the queue shortcuts below.
+    pub fn settings(mut self, settings: crate::Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
     /// The most outgoing bytes queued per connection before `send().await`
     /// waits and `try_send` reports [`Error::Full`](crate::Error::Full);
     /// default 1 MiB.

@@ -110,7 +110,10 @@ fn open<S: Transport, F: Future<Output = ()> + Send + 'static>(
 
 /// The state a connection's driver shares with its `WebSocket` handles.
 fn shared_for(handshake: Handshake, conn: &Connection, settings: &Settings) -> Arc<Session> {
-    let link = Link::new(settings.incoming_queue, settings.write_high_water);
+    let link = Link::new(
+        settings.incoming_queue.max(1),
+        settings.write_high_water.max(1),
+    );
     Arc::new(Session::new(link, handshake, conn.role()))
 }
 
