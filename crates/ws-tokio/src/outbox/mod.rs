@@ -2,14 +2,12 @@
 //! and each connection's bounded queue of them.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ws_proto::{CloseCode, Decoded, FrameHeader, Message, OpCode, SendError};
 
-use crate::sync::{Signal, lock};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, Signal, lock};
 
 /// A data message encoded once as a server frame, to be sent to many
 /// connections. Server frames are not masked, so every recipient gets the
@@ -488,7 +486,7 @@ impl Outbox {
         queue.closed || queue.evicted.is_some()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
         lock(&self.queue)
     }
 

@@ -3,8 +3,20 @@
 //! driver. Both are short critical sections behind `std` mutexes and a few
 //! atomics; nothing here waits on I/O.
 
-use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
+
+// The primitives the hand-written ones are built on: `std`'s, or loom's
+// models of them when built with `--cfg ws_loom` for the model-checking tests
+// (`scripts/loom.sh`). A name of its own: `--cfg loom` would also switch
+// Tokio into its own loom build, which has no networking.
+#[cfg(ws_loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(ws_loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(ws_loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(ws_loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
 
 mod link;
 mod signal;

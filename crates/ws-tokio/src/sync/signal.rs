@@ -8,11 +8,9 @@
 //! does) costs, for every message that wakes the driver, a clone and a drop
 //! of the waker and two more atomic updates to register it again.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use super::{fingerprint, lock};
+use super::{AtomicBool, AtomicUsize, Mutex, Ordering, fingerprint, lock};
 
 /// Raised by any thread; taken, or waited for, by the driver.
 #[derive(Debug, Default)]
@@ -155,5 +153,121 @@ mod tests {
         );
         signal.raise();
         assert_eq!((first.count(), second.count()), (0, 1));
+    }
+}
+
+/// Model-checked with loom (`scripts/loom.sh`): every interleaving of a
+/// raise against the driver's poll, its change of waker, and its release.
+#[cfg(all(test, ws_loom))]
+mod model {
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::thread;
+
+    use super::Signal;
+
+    /// Counts its wakes, in a loom atomic.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    #[test]
+    fn a_raise_against_the_first_poll_is_never_lost() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::default());
+            let raiser = {
+                let signal = signal.clone();
+                thread::spawn(move || signal.raise())
+            };
+            let (count, waker) = waker();
+            let ready = signal.poll(&mut Context::from_waker(&waker)).is_ready();
+            raiser.join().unwrap();
+            // Pending means the raise came after the registration, and
+            // then it woke the waker.
+            assert!(ready || count.0.load(Ordering::SeqCst) == 1);
+            if !ready {
+                assert!(signal.poll(&mut Context::from_waker(&waker)).is_ready());
+            }
+        });
+    }
+
+    #[test]
+    fn a_raise_against_a_poll_with_the_registered_waker_is_never_lost() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::default());
+            let (count, waker) = waker();
+            let mut cx = Context::from_waker(&waker);
+            assert!(signal.poll(&mut cx).is_pending());
+            let raiser = {
+                let signal = signal.clone();
+                thread::spawn(move || signal.raise())
+            };
+            // The lock-free path: the waker is the one registered.
+            let ready = signal.poll(&mut cx).is_ready();
+            raiser.join().unwrap();
+            assert!(ready || count.0.load(Ordering::SeqCst) == 1);
+            assert!(
+                ready || signal.poll(&mut cx).is_ready(),
+                "raised, not taken"
+            );
+        });
+    }
+
+    #[test]
+    fn a_raise_against_a_change_of_waker_wakes_the_new_one_or_is_seen() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::default());
+            let (_first, first_waker) = waker();
+            assert!(
+                signal
+                    .poll(&mut Context::from_waker(&first_waker))
+                    .is_pending()
+            );
+            let raiser = {
+                let signal = signal.clone();
+                thread::spawn(move || signal.raise())
+            };
+            let (second, second_waker) = waker();
+            let ready = signal
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_ready();
+            raiser.join().unwrap();
+            // Either the new poll saw the raise, or the raise came after
+            // the new waker was registered and woke it.
+            assert!(ready || second.0.load(Ordering::SeqCst) == 1);
+        });
+    }
+
+    #[test]
+    fn a_release_against_a_raise_keeps_no_waker() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::default());
+            let (count, waker) = waker();
+            assert!(signal.poll(&mut Context::from_waker(&waker)).is_pending());
+            drop(waker);
+            let raiser = {
+                let signal = signal.clone();
+                thread::spawn(move || signal.raise())
+            };
+            signal.release();
+            raiser.join().unwrap();
+            assert_eq!(Arc::strong_count(&count), 1, "the waker was let go");
+            assert!(count.0.load(Ordering::SeqCst) <= 1);
+        });
     }
 }

@@ -25,14 +25,12 @@
 //! costs one wakeup.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use ws_proto::{CloseFrame, Message};
 
 use super::signal::Signal;
-use super::{fingerprint, lock};
+use super::{AtomicBool, Mutex, MutexGuard, Ordering, fingerprint, lock};
 use crate::error::Error;
 
 /// A command from the application to the connection's driver.
@@ -719,3 +717,6 @@ impl Link {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, ws_loom))]
+mod model;
