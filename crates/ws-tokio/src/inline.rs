@@ -116,47 +116,6 @@ fn error(error: SendError) -> Error {
     }
 }
 
-/// Where the driver puts the messages it decodes: across the link to a
-/// [`WebSocket`](crate::WebSocket) ([`ToLink`]), or into a handler it
-/// calls ([`Inline`]).
-pub(crate) trait Deliver: Send + 'static {
-    /// Whether messages go to [`handle`](Self::handle) rather than across
-    /// the link. A constant, so that each driver compiles only its own
-    /// path.
-    const INLINE: bool;
-
-    fn handle(&mut self, message: Message, reply: &mut Reply<'_>);
-
-    fn end(&mut self, error: Option<&Error>);
-}
-
-/// Messages go across the link: the driver of a [`WebSocket`](crate::WebSocket).
-pub(crate) struct ToLink;
-
-impl Deliver for ToLink {
-    const INLINE: bool = false;
-
-    fn handle(&mut self, _: Message, _: &mut Reply<'_>) {}
-
-    fn end(&mut self, _: Option<&Error>) {}
-}
-
-/// Messages go to a handler the driver calls.
-pub(crate) struct Inline<H>(pub(crate) H);
-
-impl<H: MessageHandler> Deliver for Inline<H> {
-    const INLINE: bool = true;
-
-    #[inline]
-    fn handle(&mut self, message: Message, reply: &mut Reply<'_>) {
-        self.0.handle_message(message, reply);
-    }
-
-    fn end(&mut self, error: Option<&Error>) {
-        self.0.handle_end(error);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;

@@ -97,14 +97,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
 
     /// Hands the application the failure, if any, and ends its stream.
     pub(super) fn end_link(&mut self) {
-        if D::INLINE {
-            let failure = self.failure.take();
-            self.deliver.end(failure.as_deref());
-        } else if let Some(failure) = self.failure.take()
-            && self.incoming_open
-        {
-            self.deliver_failure(*failure);
-        }
+        D::end(self);
         self.link.shut();
     }
 

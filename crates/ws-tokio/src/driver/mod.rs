@@ -13,13 +13,16 @@ use tokio::time::Instant;
 use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State, Timeout};
 
 mod closing;
+mod deliver;
 mod work;
 
 use work::Work;
 
 use crate::error::Error;
 use crate::handshake::Handshake;
-use crate::inline::{Deliver, Inline, MessageHandler, Reply, ToLink};
+use crate::inline::MessageHandler;
+
+use self::deliver::{Deliver, Inline, ToLink};
 use crate::outbox::Piece;
 use crate::output::{Output, send_into};
 use crate::session::{DriverLink, Session};
@@ -265,17 +268,12 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
         loop {
             // 1. Decode what was received, as far as the application keeps up.
             let delivered = self.decode();
-            if !D::INLINE
-                && self.conn.state() == State::Closed
-                && self.incoming_open
-                && let Some(error) = self.failure.take()
-            {
+            if self.conn.state() == State::Closed && D::hand_over_failure(self) {
                 // The peer broke the protocol. Let the application answer the
-                // messages it was given before the error: hand it the error
-                // after them, and once it has taken everything (so its answers
-                // are queued), send them ahead of the failure's close frame.
-                self.deliver_failure(*error);
-                self.link_used = true;
+                // messages it was given before the error: it has the error
+                // after them, and once it has taken everything (so its
+                // answers are queued), they go ahead of the failure's close
+                // frame.
                 let grace = self.conn.config().close_timeout.min(ANSWER_GRACE);
                 timer.as_mut().arm(Instant::now().checked_add(grace));
                 self.phase = Phase::Grace;
@@ -310,12 +308,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 self.apply_commands();
                 if taken.senders_gone {
                     self.commands_open = false;
-                    // Every sender is gone: the application is done, unless
-                    // its handler is called from here.
-                    if !D::INLINE {
-                        let frame = CloseFrame::new(CloseCode::NORMAL, "");
-                        let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
-                    }
+                    D::senders_gone(self);
                 }
             }
             if self.conn.has_pending_output() {
@@ -459,21 +452,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
         if self.conn.state() == State::Closed || self.conn.read_buffer().is_empty() {
             return false;
         }
-        let mut free = if D::INLINE {
-            // The handler is called for each message: no queue to fill.
-            usize::MAX
-        } else if self.free > 0 && self.incoming_open {
-            self.free as usize
-        } else {
-            match self.link.room() {
-                Room::Free(free) if self.incoming_open => free,
-                // Nobody is reading: messages are decoded and dropped.
-                _ => {
-                    self.incoming_open = false;
-                    usize::MAX
-                }
-            }
-        };
+        let mut free = D::room(self);
         while self.conn.state() != State::Closed {
             if free == 0 {
                 self.blocked = true;
@@ -517,24 +496,8 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                     break;
                 }
             };
-            if D::INLINE {
-                if let Some(message) = deliver {
-                    let out = self.work.out();
-                    let reply = &mut Reply {
-                        conn: &mut self.conn,
-                        out,
-                    };
-                    self.deliver.handle(message, reply);
-                }
-                if self.work.out_len() >= COALESCE_LIMIT {
-                    // The handler's answers are not written as fast as it
-                    // makes them: the rest of the input waits in the read
-                    // buffer (and the socket is not read) until they are.
-                    break;
-                }
-            } else if let Some(message) = deliver.filter(|_| self.incoming_open) {
-                self.work.get().received.push_back(Ok(message));
-                free -= 1;
+            if D::take(self, deliver, &mut free) {
+                break;
             }
             if self.conn.read_buffer().is_empty() {
                 // The read ended on a frame's end, as it mostly does: the
@@ -542,17 +505,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 break;
             }
         }
-        let Some(buffers) = &mut self.work.0 else {
-            return false;
-        };
-        if D::INLINE {
-            return false;
-        }
-        let delivered = !buffers.received.is_empty();
-        self.link_used |= delivered;
-        let room = self.link.deliver(&mut buffers.received);
-        self.note_room(room.unwrap_or(Room::Free(free)));
-        delivered
+        D::hand_over(self, free)
     }
 
     /// Keeps what the driver learned of the receiver's room.
