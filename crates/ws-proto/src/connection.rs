@@ -2,6 +2,7 @@
 //! out. See `docs/design.md` for the run loop a driver follows.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -56,7 +57,10 @@ pub enum State {
 /// [`poll_timeout`](Self::poll_timeout) says when to call it next.
 pub struct Connection {
     role: Role,
-    config: Config,
+    /// Shared with every connection built from the same `Arc` (a server's
+    /// connections all are): a pointer rather than the whole settings in
+    /// each connection.
+    config: Arc<Config>,
     mask_keys: Option<Box<dyn MaskKeySource>>,
 
     rx: BytesMut,
@@ -106,13 +110,21 @@ struct Partial {
 /// Builds a [`Connection`]; see [`Connection::builder`].
 pub struct ConnectionBuilder {
     role: Role,
-    config: Config,
+    config: Arc<Config>,
     mask_keys: Option<Box<dyn MaskKeySource>>,
 }
 
 impl ConnectionBuilder {
     /// The limits and behaviour; default [`Config::default`].
     pub fn config(mut self, config: Config) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The limits and behaviour, shared with other connections: a server
+    /// builds all of its connections from one `Arc`, so that each holds a
+    /// pointer rather than a copy.
+    pub fn shared_config(mut self, config: Arc<Config>) -> Self {
         self.config = config;
         self
     }
@@ -166,7 +178,7 @@ impl Connection {
     pub fn builder(role: Role) -> ConnectionBuilder {
         ConnectionBuilder {
             role,
-            config: Config::default(),
+            config: Arc::default(),
             mask_keys: None,
         }
     }

@@ -25,52 +25,65 @@ pub enum Timeout {
     Close,
 }
 
-/// Where the keepalive stands.
-#[derive(Debug, Clone, Copy)]
+/// Where the keepalive stands; the instant it refers to is `Clock::ping_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ping {
-    /// The clock has not started (no `handle_timeout` yet), or keepalive is
-    /// off.
+    /// Keepalive is off (or was stopped).
     Off,
-    /// The next ping is due then.
-    Due(Instant),
-    /// The ping sent then awaits its pong.
-    Awaiting(Instant),
-    /// The pong of the ping sent then was decoded; its round trip is
-    /// measured at the next `handle_timeout`.
-    Answered(Instant),
+    /// The next ping is due at `ping_at`.
+    Due,
+    /// The ping sent at `ping_at` awaits its pong.
+    Awaiting,
+    /// The pong of the ping sent at `ping_at` was decoded; its round trip
+    /// is measured at the next `handle_timeout`.
+    Answered,
 }
 
 /// Where the closing handshake's deadline stands.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
     /// No close frame of ours awaits the peer's.
     Off,
     /// Ours was sent; the deadline starts at the next `handle_timeout`.
     Unstamped,
-    /// The peer's close frame must come by then.
-    By(Instant),
+    /// The peer's close frame must come by `close_at`.
+    By,
 }
 
-/// The deadlines of one connection.
-#[derive(Debug)]
+/// The deadlines of one connection: nothing until the clock starts (the
+/// first `handle_timeout`), since no instant can be made without reading a
+/// clock. A connection holds this for its whole life, so the instants sit
+/// side by side with one-byte phases rather than in enums of their own.
+#[derive(Debug, Default)]
 pub(crate) struct Timers {
+    clock: Option<Clock>,
+    /// The sequence number of the latest ping: its payload is this as 8
+    /// bytes, big endian. Only that ping's pong counts.
+    seq: u32,
+    /// The latest round trip, in microseconds plus one (0: none yet).
+    rtt_micros: u32,
+    expired: Option<Timeout>,
+    /// Our close frame was sent before the clock started: its deadline
+    /// starts with the clock.
+    close_before_start: bool,
+}
+
+#[derive(Debug)]
+struct Clock {
+    /// The time of the latest `handle_timeout`: a deadline that still
+    /// needs its start time is reported as due then, so that the driver
+    /// calls again at once.
+    now: Instant,
+    ping_at: Instant,
+    close_at: Instant,
     ping: Ping,
     close: Close,
-    /// The time of the latest `handle_timeout`: a deadline that still needs
-    /// its start time is reported as due then, so that the driver calls
-    /// again at once.
-    now: Option<Instant>,
-    /// The sequence number of the latest ping, its payload (8 bytes, big
-    /// endian): only that ping's pong counts.
-    seq: u64,
-    rtt: Option<Duration>,
-    expired: Option<Timeout>,
 }
 
 /// What `handle_timeout` asks the connection to do.
 pub(crate) enum Due {
     Nothing,
-    /// Send a keepalive ping with this payload.
+    /// Send a keepalive ping (its payload is `ping_payload`).
     Ping,
     /// Fail the connection: the keepalive timed out.
     Keepalive,
@@ -80,23 +93,18 @@ pub(crate) enum Due {
 
 impl Timers {
     pub(crate) fn new() -> Self {
-        Self {
-            ping: Ping::Off,
-            close: Close::Off,
-            now: None,
-            seq: 0,
-            rtt: None,
-            expired: None,
-        }
+        Self::default()
     }
 
     /// The latest ping's payload.
     pub(crate) fn ping_payload(&self) -> [u8; 8] {
-        self.seq.to_be_bytes()
+        u64::from(self.seq).to_be_bytes()
     }
 
     pub(crate) fn rtt(&self) -> Option<Duration> {
-        self.rtt
+        self.rtt_micros
+            .checked_sub(1)
+            .map(|micros| Duration::from_micros(u64::from(micros)))
     }
 
     pub(crate) fn expired(&self) -> Option<Timeout> {
@@ -105,20 +113,20 @@ impl Timers {
 
     /// The earliest deadline, if any.
     pub(crate) fn poll_timeout(&self, config: &Config, open: bool) -> Option<Instant> {
-        if self.expired.is_some() {
-            return None;
-        }
-        let ping = match self.ping {
+        let clock = self.clock.as_ref().filter(|_| self.expired.is_none())?;
+        let ping = match clock.ping {
             Ping::Off => None,
             // No ping is sent once a close frame was.
-            Ping::Due(at) => open.then_some(at),
-            Ping::Awaiting(sent) => config.ping_timeout.and_then(|t| sent.checked_add(t)),
-            Ping::Answered(sent) => Some(sent),
+            Ping::Due => open.then_some(clock.ping_at),
+            Ping::Awaiting => config
+                .ping_timeout
+                .and_then(|t| clock.ping_at.checked_add(t)),
+            Ping::Answered => Some(clock.ping_at),
         };
-        let close = match self.close {
+        let close = match clock.close {
             Close::Off => None,
-            Close::Unstamped => self.now,
-            Close::By(at) => Some(at),
+            Close::Unstamped => Some(clock.now),
+            Close::By => Some(clock.close_at),
         };
         match (ping, close) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -128,43 +136,75 @@ impl Timers {
 
     /// Advances to `now`: returns the first thing that is due.
     pub(crate) fn handle_timeout(&mut self, config: &Config, now: Instant, open: bool) -> Due {
-        self.now = Some(now);
+        let close_before_start = self.close_before_start;
+        let clock = self.clock.get_or_insert_with(|| {
+            // The clock starts: the first ping one interval from now.
+            let first = config.ping_interval.and_then(|i| deadline(now, i));
+            Clock {
+                now,
+                ping_at: first.unwrap_or(now),
+                close_at: now,
+                ping: if first.is_some() {
+                    Ping::Due
+                } else {
+                    Ping::Off
+                },
+                close: if close_before_start {
+                    Close::Unstamped
+                } else {
+                    Close::Off
+                },
+            }
+        });
+        clock.now = now;
         if self.expired.is_some() {
             return Due::Nothing;
         }
-        match self.close {
-            Close::Unstamped => {
-                self.close = deadline(now, config.close_timeout).map_or(Close::Off, Close::By)
-            }
-            Close::By(at) if at <= now => {
+        match clock.close {
+            Close::Unstamped => match deadline(now, config.close_timeout) {
+                Some(at) => {
+                    clock.close_at = at;
+                    clock.close = Close::By;
+                }
+                // Beyond what the clock holds: no deadline.
+                None => clock.close = Close::Off,
+            },
+            Close::By if clock.close_at <= now => {
                 self.expired = Some(Timeout::Close);
                 return Due::Close;
             }
             _ => {}
         }
-        match self.ping {
-            Ping::Off if self.seq == 0 => {
-                // The clock starts: the first ping one interval from now.
-                if let Some(at) = config.ping_interval.and_then(|i| deadline(now, i)) {
-                    self.ping = Ping::Due(at);
+        match clock.ping {
+            Ping::Answered => {
+                let rtt = now.saturating_duration_since(clock.ping_at);
+                let micros = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX - 1);
+                self.rtt_micros = micros.saturating_add(1);
+                // The next ping, one interval after the previous one was sent.
+                match config
+                    .ping_interval
+                    .and_then(|i| deadline(clock.ping_at, i))
+                {
+                    Some(at) => {
+                        clock.ping_at = at;
+                        clock.ping = Ping::Due;
+                    }
+                    None => clock.ping = Ping::Off,
                 }
             }
-            Ping::Answered(sent) => {
-                self.rtt = Some(now.saturating_duration_since(sent));
-                self.ping = next_ping(config, sent);
-            }
-            Ping::Awaiting(sent)
+            Ping::Awaiting
                 if config
                     .ping_timeout
-                    .and_then(|t| sent.checked_add(t))
+                    .and_then(|t| clock.ping_at.checked_add(t))
                     .is_some_and(|at| at <= now) =>
             {
                 self.expired = Some(Timeout::Keepalive);
                 return Due::Keepalive;
             }
-            Ping::Due(at) if open && at <= now => {
+            Ping::Due if open && clock.ping_at <= now => {
                 self.seq = self.seq.wrapping_add(1).max(1);
-                self.ping = Ping::Awaiting(now);
+                clock.ping_at = now;
+                clock.ping = Ping::Awaiting;
                 return Due::Ping;
             }
             _ => {}
@@ -175,35 +215,31 @@ impl Timers {
     /// A pong was decoded: only the latest ping's counts; a stray, late or
     /// duplicate one changes nothing.
     pub(crate) fn handle_pong(&mut self, payload: &[u8]) {
-        if let Ping::Awaiting(sent) = self.ping
-            && payload == self.seq.to_be_bytes()
+        if let Some(clock) = &mut self.clock
+            && clock.ping == Ping::Awaiting
+            && payload == u64::from(self.seq).to_be_bytes()
         {
-            self.ping = Ping::Answered(sent);
+            clock.ping = Ping::Answered;
         }
     }
 
     /// This end sent its close frame and awaits the peer's.
     pub(crate) fn start_close(&mut self) {
-        if matches!(self.close, Close::Off) {
-            self.close = Close::Unstamped;
+        match &mut self.clock {
+            Some(clock) if clock.close == Close::Off => clock.close = Close::Unstamped,
+            Some(_) => {}
+            None => self.close_before_start = true,
         }
     }
 
     /// The connection has closed: no deadline stands.
     pub(crate) fn stop(&mut self) {
-        self.ping = Ping::Off;
-        self.close = Close::Off;
-        // Not restarted by a later `handle_timeout`.
-        self.seq = self.seq.max(1);
+        self.close_before_start = false;
+        if let Some(clock) = &mut self.clock {
+            clock.ping = Ping::Off;
+            clock.close = Close::Off;
+        }
     }
-}
-
-/// The next ping, one interval after the previous one was sent.
-fn next_ping(config: &Config, sent: Instant) -> Ping {
-    config
-        .ping_interval
-        .and_then(|i| deadline(sent, i))
-        .map_or(Ping::Off, Ping::Due)
 }
 
 /// `from + after`; `None` (no deadline) for a span beyond what an `Instant`

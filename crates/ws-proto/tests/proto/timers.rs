@@ -339,3 +339,23 @@ mod heartbeat_settings {
         );
     }
 }
+
+mod before_the_clock_starts {
+    use super::*;
+
+    #[test]
+    fn a_close_sent_before_the_first_call_is_timed_from_it() {
+        let mut conn = Connection::new(Role::Server, Config::default());
+        let mut out = bytes::BytesMut::new();
+        conn.close(None, &mut out).unwrap();
+        assert_eq!(conn.poll_timeout(), None, "no time yet");
+        let t0 = Instant::now();
+        assert_eq!(conn.handle_timeout(t0), None);
+        assert_eq!(
+            conn.poll_timeout(),
+            Some(t0 + TIMEOUT),
+            "counted from the first call"
+        );
+        assert_eq!(conn.handle_timeout(t0 + TIMEOUT), Some(Timeout::Close));
+    }
+}

@@ -181,8 +181,9 @@ fn open<S: Transport>(
     shared: &Shared,
     shutdown: Stopped,
 ) -> Opened {
-    let builder = &shared.builder;
-    let mut conn = Connection::new(Role::Server, builder.config.clone());
+    let mut conn = Connection::builder(Role::Server)
+        .shared_config(shared.config.clone())
+        .build();
     // Bytes that came with the request: the client's first frames.
     conn.handle_bytes(leftover);
     let settings = &shared.settings;

@@ -529,6 +529,8 @@ impl<T> Drop for AbortOnDrop<T> {
 
 struct Shared {
     builder: ServerBuilder,
+    /// The builder's protocol settings, shared by every connection.
+    config: Arc<Config>,
     /// The builder's connection settings, shared by every driver.
     settings: Arc<Settings>,
     handler: Handler,
@@ -543,6 +545,7 @@ async fn run(serve: Serve) -> io::Result<()> {
     let listener = (serve.listen)().await?;
     let shared = Arc::new(Shared {
         settings: Arc::new(serve.builder.settings.clone()),
+        config: Arc::new(serve.builder.config.clone()),
         builder: serve.builder,
         handler: serve.handler,
     });
