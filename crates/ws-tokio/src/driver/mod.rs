@@ -77,7 +77,7 @@ pub fn start<S: Transport>(
 /// it decodes them, instead of across a queue to a [`WebSocket`]: `handler`
 /// makes it, from the connection's [`WebSocket`].
 ///
-/// The handler answers through a [`Reply`], straight into the output. The
+/// The handler answers through a [`Reply`](crate::Reply), straight into the output. The
 /// `WebSocket` receives no messages; it can still send (from another task,
 /// say), close, read the handshake, and be kept or cloned for that, or
 /// dropped: the connection stays open until either side closes it or
