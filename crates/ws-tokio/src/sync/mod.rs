@@ -19,6 +19,8 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering}
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 mod link;
+#[cfg(all(test, ws_loom))]
+mod model_waker;
 mod signal;
 
 pub(crate) use link::{Batch, Command, Link, Received, Room, payload_len};

@@ -161,30 +161,12 @@ mod tests {
 #[cfg(all(test, ws_loom))]
 mod model {
     use std::sync::Arc;
-    use std::task::{Context, Wake, Waker};
+    use std::task::Context;
 
-    use loom::sync::atomic::{AtomicUsize, Ordering};
     use loom::thread;
 
     use super::Signal;
-
-    /// Counts its wakes, in a loom atomic.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn waker() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count::default());
-        (count.clone(), Waker::from(count))
-    }
+    use crate::sync::model_waker::waker;
 
     #[test]
     fn a_raise_against_the_first_poll_is_never_lost() {
@@ -199,7 +181,7 @@ mod model {
             raiser.join().unwrap();
             // Pending means the raise came after the registration, and
             // then it woke the waker.
-            assert!(ready || count.0.load(Ordering::SeqCst) == 1);
+            assert!(ready || count.get() == 1);
             if !ready {
                 assert!(signal.poll(&mut Context::from_waker(&waker)).is_ready());
             }
@@ -220,7 +202,7 @@ mod model {
             // The lock-free path: the waker is the one registered.
             let ready = signal.poll(&mut cx).is_ready();
             raiser.join().unwrap();
-            assert!(ready || count.0.load(Ordering::SeqCst) == 1);
+            assert!(ready || count.get() == 1);
             assert!(
                 ready || signal.poll(&mut cx).is_ready(),
                 "raised, not taken"
@@ -249,7 +231,7 @@ mod model {
             raiser.join().unwrap();
             // Either the new poll saw the raise, or the raise came after
             // the new waker was registered and woke it.
-            assert!(ready || second.0.load(Ordering::SeqCst) == 1);
+            assert!(ready || second.get() == 1);
         });
     }
 
@@ -267,7 +249,7 @@ mod model {
             signal.release();
             raiser.join().unwrap();
             assert_eq!(Arc::strong_count(&count), 1, "the waker was let go");
-            assert!(count.0.load(Ordering::SeqCst) <= 1);
+            assert!(count.get() <= 1);
         });
     }
 }

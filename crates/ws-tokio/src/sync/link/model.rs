@@ -4,38 +4,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
-use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use ws_proto::Message;
 
 use super::{Batch, Link};
 use crate::error::Error;
-
-/// Counts its wakes, in a loom atomic.
-#[derive(Default)]
-struct Count(AtomicUsize);
-
-impl Count {
-    fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn waker() -> (Arc<Count>, Waker) {
-    let count = Arc::new(Count::default());
-    (count.clone(), Waker::from(count))
-}
+use crate::sync::model_waker::waker;
 
 fn text() -> Message {
     Message::Text("m".into())
