@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ws_proto::{Message, SendError};
-use ws_tokio::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer, WebSocket};
+use ws_tokio::{AttachError, WebSocket};
+
+use crate::outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
 
 /// A connection's identity in a hub (python-socketio's `sid`), unique
 /// within one hub.
@@ -291,7 +293,13 @@ impl Hub {
     /// Returns `None` for a client connection: only server frames (not
     /// masked) can be shared between recipients.
     pub fn register(&self, ws: &WebSocket) -> Option<Member> {
-        let outbox = ws.outbox()?.clone();
+        let outbox = match ws.attach_feed(Outbox::new) {
+            Ok(outbox) => outbox,
+            // Registered all the same, as a connection that ends after
+            // joining is: the first publication removes it.
+            Err(AttachError::Ended) => Arc::new(Outbox::closed()),
+            Err(_) => return None,
+        };
         let id = MemberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         self.lock().members.insert(
             id,

@@ -48,6 +48,7 @@
 
 mod hub;
 mod join;
+mod outbox;
 mod server;
 mod stop;
 mod tasks;
@@ -63,6 +64,7 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 }
 
 pub use hub::{Audience, Backplane, Delivery, Hub, HubBuilder, Member, MemberId, Publication};
+pub use outbox::{OutboxLimits, SharedFrame, SlowConsumer};
 /// rustls, whose `ServerConfig` [`TlsConfig::from_rustls`] takes.
 #[cfg(feature = "tls")]
 pub use rustls;
@@ -78,6 +80,5 @@ pub use ws_proto as proto;
 pub use ws_proto::http;
 pub use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
 pub use ws_tokio::{
-    Error, MessageHandler, OutboxLimits, Reply, Settings, SharedFrame, SlowConsumer, WebSocket,
-    WebSocketReceiver, WebSocketSender,
+    Error, MessageHandler, Reply, Settings, WebSocket, WebSocketReceiver, WebSocketSender,
 };

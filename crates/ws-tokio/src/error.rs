@@ -17,7 +17,8 @@ pub enum Error {
     #[error("keepalive ping timed out")]
     KeepaliveTimeout,
     /// The connection was dropped for not keeping up with its broadcast
-    /// queue ([`SlowConsumer::Disconnect`](crate::SlowConsumer::Disconnect)).
+    /// queue: its [`Feed`](crate::Feed) evicted it (`ws_server`'s
+    /// `SlowConsumer::Disconnect`).
     #[error("disconnected as a slow consumer (close code {0})")]
     Evicted(CloseCode),
     /// The transport ended without a close handshake (close code 1006).

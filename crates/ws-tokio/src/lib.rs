@@ -33,9 +33,9 @@
 
 mod driver;
 mod error;
+mod feed;
 mod handshake;
 mod inline;
-mod outbox;
 mod output;
 mod session;
 mod settings;
@@ -49,9 +49,9 @@ mod websocket;
 
 pub use driver::{start, start_inline};
 pub use error::Error;
+pub use feed::{AttachError, Doorbell, Feed, FrameSink};
 pub use handshake::Handshake;
 pub use inline::{MessageHandler, Reply};
-pub use outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
 pub use settings::Settings;
 pub use transport::Transport;
 pub use websocket::{WebSocket, WebSocketReceiver, WebSocketSender};

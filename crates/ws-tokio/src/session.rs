@@ -4,14 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::Response;
 use ws_proto::{CloseFrame, Role};
 
+use crate::feed::{AttachError, Attached, Doorbell, Feed, downcast};
 use crate::handshake::{Handshake, StoredRequest};
-use crate::outbox::Outbox;
 use crate::sync::Link;
 
 /// What the driver and both halves share, in one allocation: the link
@@ -32,10 +32,11 @@ pub(crate) struct Session {
     pub(crate) peer_close: OnceLock<Box<CloseFrame>>,
     /// Whether this end sent the first close frame.
     pub(crate) initiated_close: AtomicBool,
-    /// Broadcast frames waiting for the driver: made when the application
-    /// first asks for it (on a server connection), or at the end, the
-    /// closed outbox every connection that never broadcast shares.
-    pub(crate) outbox: OnceLock<Arc<Outbox>>,
+    /// Frames queued by others (a broadcast) for the driver: set when the
+    /// first feed is attached (on a server connection), or at the end.
+    /// Most connections never take one, and one made for each would cost
+    /// every idle connection about a tenth of its memory.
+    pub(crate) feed: OnceLock<Attached>,
     pub(crate) role: Role,
 }
 
@@ -47,7 +48,7 @@ impl Session {
             response: handshake.response.map(Box::new),
             peer: handshake.peer,
             protocol: handshake.protocol.map(String::into_boxed_str),
-            outbox: OnceLock::new(),
+            feed: OnceLock::new(),
             role,
             rtt: AtomicU32::new(0),
             peer_close: OnceLock::new(),
@@ -55,44 +56,44 @@ impl Session {
         }
     }
 
-    /// The outbox, once made.
-    pub(crate) fn outbox(&self) -> Option<&Outbox> {
-        self.outbox.get().map(|outbox| &**outbox)
+    /// The feed and its doorbell, once attached.
+    pub(crate) fn feed(&self) -> Option<(&dyn Feed, &Doorbell)> {
+        self.feed.get().and_then(Attached::feed)
     }
 
-    /// The outbox, made on first use: most connections never broadcast, and
-    /// one made for each would cost every idle connection about a tenth of
-    /// its memory.
-    pub(crate) fn make_outbox(&self) -> &Arc<Outbox> {
-        let mut made = false;
-        let outbox = self.outbox.get_or_init(|| {
-            made = true;
-            Arc::default()
-        });
-        if made {
-            // The driver waits on the outbox's signal only once there is an
-            // outbox: it looks again when woken.
-            self.link.wake_driver();
+    /// Attaches the feed `make` returns, unless one is attached already:
+    /// then that one, if it is an `F`.
+    pub(crate) fn attach_feed<F: Feed>(
+        &self,
+        make: impl FnOnce(Doorbell) -> F,
+    ) -> Result<Arc<F>, AttachError> {
+        if self.role == Role::Client {
+            return Err(AttachError::Client);
         }
-        outbox
+        let mut made = None;
+        let attached = self.feed.get_or_init(|| {
+            let doorbell = Doorbell::default();
+            let feed = Arc::new(make(doorbell.clone()));
+            made = Some(feed.clone());
+            Attached::Feed(feed, doorbell)
+        });
+        if let Some(feed) = made {
+            // The driver waits on the doorbell only once there is a feed:
+            // it looks again when woken.
+            self.link.wake_driver();
+            return Ok(feed);
+        }
+        downcast(attached)
     }
 
-    /// The driver's side: the connection has ended, and so has broadcasting
-    /// to it. A connection that never made its outbox gets the shared
-    /// closed one, so that an outbox asked for later takes nothing.
-    pub(crate) fn close_outbox(&self) {
-        static CLOSED: LazyLock<Arc<Outbox>> = LazyLock::new(|| {
-            let outbox = Arc::new(Outbox::default());
-            outbox.close();
-            outbox
-        });
-        let mut shared = false;
-        let outbox = self.outbox.get_or_init(|| {
-            shared = true;
-            CLOSED.clone()
-        });
-        if !shared {
-            outbox.close();
+    /// The driver's side: the connection has ended, and so has its feed.
+    /// A connection that never took one is marked, so that a feed asked
+    /// for later is refused.
+    pub(crate) fn close_feed(&self) {
+        let attached = self.feed.get_or_init(|| Attached::Ended);
+        if let Some((feed, doorbell)) = attached.feed() {
+            feed.close();
+            doorbell.release();
         }
     }
 

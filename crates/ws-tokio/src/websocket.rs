@@ -11,10 +11,10 @@ use std::future::poll_fn;
 
 use futures_util::{Sink, Stream};
 use http::{HeaderMap, Request, Response};
-use ws_proto::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
+use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
 use crate::error::Error;
-use crate::outbox::Outbox;
+use crate::feed::{AttachError, Doorbell, Feed};
 use crate::session::Session;
 use crate::sync::{Batch, Link, payload_len};
 
@@ -159,17 +159,26 @@ macro_rules! accessors {
             self.info().initiated_close.load(Ordering::Relaxed)
         }
 
-        /// The connection's broadcast queue, on a server connection: frames
-        /// pushed there are written by the driver without a copy (those over
-        /// 1 KiB; smaller ones are copied into its output), under the
-        /// queue's own bound and slow-consumer policy (see `ws_server::Hub`).
-        /// `None` on a client, whose frames must be masked one by one.
+        /// Attaches a [`Feed`]: frames queued by others (a broadcast
+        /// hub's queue for this connection) that the driver writes between
+        /// the connection's own messages, without a copy for large ones.
+        /// `make` gets the [`Doorbell`] the feed rings when it has frames.
         ///
-        /// Made on the first call: a connection that never broadcasts does
-        /// not pay for one. Once the connection has ended, the outbox is
-        /// closed, and frames pushed to it are refused.
-        pub fn outbox(&self) -> Option<&Arc<Outbox>> {
-            (self.info().role == Role::Server).then(|| self.info().make_outbox())
+        /// A connection takes one feed for its life, made on the first
+        /// call: a connection that never broadcasts does not pay for one.
+        /// Later calls return that feed.
+        ///
+        /// # Errors
+        ///
+        /// [`AttachError::Client`] on a client connection, whose frames
+        /// must each be masked; [`AttachError::Ended`] once the connection
+        /// has ended; [`AttachError::OtherFeed`] if a feed of another type
+        /// is attached.
+        pub fn attach_feed<F: Feed>(
+            &self,
+            make: impl FnOnce(Doorbell) -> F,
+        ) -> Result<Arc<F>, AttachError> {
+            self.info().attach_feed(make)
         }
     };
 }

@@ -478,3 +478,27 @@ async fn members_registering_late_or_after_the_end() {
     assert_eq!((delivery.queued, delivery.disconnected), (0, 1));
     server.abort();
 }
+
+/// A client connection cannot join a hub: a hub's frames are shared,
+/// unmasked server frames, and a client must mask each frame with a key
+/// of its own. Its handle takes no feed at all.
+#[tokio::test]
+async fn a_client_connection_takes_no_feed() {
+    let hub = Hub::new();
+    let (addr, _stop) = start(hub.clone()).await;
+    let (ws, _) = ws_client::connect(&format!("ws://{addr}/room"))
+        .await
+        .unwrap();
+    assert!(hub.register(&ws).is_none());
+    struct Nothing;
+    impl ws_tokio::Feed for Nothing {
+        fn drain(&self, _: usize, _: &mut dyn ws_tokio::FrameSink) -> Result<bool, CloseCode> {
+            Ok(false)
+        }
+        fn close(&self) {}
+    }
+    assert_eq!(
+        ws.attach_feed(|_| Nothing).err(),
+        Some(ws_tokio::AttachError::Client)
+    );
+}

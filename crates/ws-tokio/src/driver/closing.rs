@@ -72,7 +72,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
     /// The connection is over: no more sends or broadcasts, and the
     /// transport is shut down.
     pub(super) fn finish(&mut self, timer: Pin<&mut Timer>) {
-        self.link.shared().close_outbox();
+        self.link.shared().close_feed();
         self.link.close_sends();
         tracing::debug!(code = %self.conn.close_code(), "connection closed");
         // RFC 6455 section 7.1.1: "the underlying TCP connection, in most

@@ -23,7 +23,6 @@ use crate::handshake::Handshake;
 use crate::inline::MessageHandler;
 
 use self::deliver::{Deliver, Inline, ToLink};
-use crate::outbox::Piece;
 use crate::output::{Output, send_into};
 use crate::session::{DriverLink, Session};
 use crate::settings::Settings;
@@ -188,8 +187,8 @@ struct Inner<S, D> {
     /// Whether anything crossed the link since its buffers were last given
     /// back: only then is there something to give back.
     link_used: bool,
-    /// Broadcast frames may be waiting in the outbox.
-    outbox_pending: bool,
+    /// Frames may be waiting in the feed.
+    feed_pending: bool,
     /// Commands may be waiting in the link.
     commands_pending: bool,
     /// When to give the buffers back, once the socket went idle holding
@@ -227,7 +226,7 @@ fn drive<S: Transport, F: Future<Output = ()>, D: Deliver>(
             blocked: false,
             free: 0,
             link_used: false,
-            outbox_pending: true,
+            feed_pending: true,
             commands_pending: true,
             release_at: None,
         },
@@ -380,8 +379,8 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 // takes them before it sleeps.
                 continue;
             }
-            if self.outbox_pending && self.broadcasts() && self.work.out_len() < COALESCE_LIMIT {
-                // Likewise for broadcast frames left in the outbox, now
+            if self.feed_pending && self.broadcasts() && self.work.out_len() < COALESCE_LIMIT {
+                // Likewise for frames left in the feed, now
                 // that a write made room.
                 continue;
             }
@@ -390,10 +389,10 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 continue;
             }
             if self.broadcasts()
-                && let Some(outbox) = self.link.shared().outbox()
-                && outbox.poll_signal(cx).is_ready()
+                && let Some((_, doorbell)) = self.link.shared().feed()
+                && doorbell.poll(cx).is_ready()
             {
-                self.outbox_pending = true;
+                self.feed_pending = true;
                 continue;
             }
             let core_deadline = self.conn.poll_timeout().map(Instant::from_std);
@@ -533,27 +532,22 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
         self.conn.role() == Role::Server && self.conn.state() == State::Open
     }
 
-    /// Moves broadcast frames into the output while it has room.
+    /// Moves frames from the feed into the output while it has room.
     ///
     /// # Errors
     ///
-    /// The close code, once the connection has been evicted.
+    /// The close code, once the feed evicted the connection.
     fn take_broadcasts(&mut self) -> Result<(), CloseCode> {
-        if !self.broadcasts() || !self.outbox_pending {
+        if !self.broadcasts() || !self.feed_pending {
             return Ok(());
         }
-        let Some(outbox) = self.link.shared().outbox() else {
-            // Not made yet: the driver is woken when it is.
-            self.outbox_pending = false;
+        let Some((feed, _)) = self.link.shared().feed() else {
+            // None attached yet: the driver is woken when one is.
+            self.feed_pending = false;
             return Ok(());
         };
         let room = COALESCE_LIMIT.saturating_sub(self.work.out_len());
-        let work = &mut self.work;
-        let more = outbox.drain(room, |piece| match piece {
-            Piece::Shared(frame) => work.out().push_shared(frame),
-            Piece::Run(run) => work.out().take_run(run),
-        })?;
-        self.outbox_pending = more;
+        self.feed_pending = feed.drain(room, self.work.out())?;
         Ok(())
     }
 
@@ -637,8 +631,8 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
     fn release_idle_buffers(&mut self) {
         self.conn.release_idle_buffers();
         self.work.release_idle();
-        if let Some(outbox) = self.link.shared().outbox() {
-            outbox.release_idle();
+        if let Some((feed, _)) = self.link.shared().feed() {
+            feed.release_idle();
         }
         if std::mem::take(&mut self.link_used) {
             self.link.release_idle_buffers();

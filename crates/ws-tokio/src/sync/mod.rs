@@ -10,11 +10,11 @@ use std::task::Waker;
 // (`scripts/loom.sh`). A name of its own: `--cfg loom` would also switch
 // Tokio into its own loom build, which has no networking.
 #[cfg(ws_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 #[cfg(ws_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(ws_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 #[cfg(not(ws_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 

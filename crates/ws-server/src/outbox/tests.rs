@@ -19,7 +19,7 @@ fn limits(max_frames: usize, policy: SlowConsumer) -> OutboxLimits {
 fn drain(outbox: &Outbox, budget: usize) -> (Vec<u8>, Vec<bool>, bool) {
     let (mut bytes, mut runs) = (Vec::new(), Vec::new());
     let more = outbox
-        .drain(budget, |piece| match piece {
+        .drain_with(budget, |piece| match piece {
             Piece::Shared(frame) => {
                 bytes.extend_from_slice(&frame);
                 runs.push(false);
@@ -36,7 +36,7 @@ fn drain(outbox: &Outbox, budget: usize) -> (Vec<u8>, Vec<bool>, bool) {
 
 /// An outbox holding `frames`, pushed under the default limits.
 fn holding(frames: &[SharedFrame]) -> Outbox {
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     for f in frames {
         assert_eq!(outbox.push(f, &OutboxLimits::default()), Pushed::Queued);
     }
@@ -122,7 +122,7 @@ fn a_queue_past_the_run_limit_holds_handles_not_copies() {
 
 #[test]
 fn frames_no_larger_than_a_handle_are_always_copied() {
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     let limits = OutboxLimits::default();
     let tiny = frame(TINY - 2, 7);
     assert_eq!(tiny.len(), TINY);
@@ -137,7 +137,7 @@ fn frames_no_larger_than_a_handle_are_always_copied() {
 
 #[test]
 fn drop_oldest_drops_whole_small_frames_from_the_front() {
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     let limits = limits(2, SlowConsumer::DropOldest);
     let frames: Vec<_> = (0..4).map(|i| frame(10 + i, i as u8)).collect();
     assert_eq!(outbox.push(&frames[0], &limits), Pushed::Queued);
@@ -151,7 +151,7 @@ fn drop_oldest_drops_whole_small_frames_from_the_front() {
 
 #[test]
 fn drop_oldest_takes_frames_out_of_a_sealed_run() {
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     let limits = limits(3, SlowConsumer::DropOldest);
     let (a, b, large, d) = (frame(10, 1), frame(11, 2), frame(3000, 3), frame(12, 4));
     for f in [&a, &b, &large] {
@@ -165,7 +165,7 @@ fn drop_oldest_takes_frames_out_of_a_sealed_run() {
 
 #[test]
 fn small_frames_count_against_the_frame_bound() {
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     let limits = limits(2, SlowConsumer::DropNewest);
     let f = frame(5, 0);
     assert_eq!(outbox.push(&f, &limits), Pushed::Queued);
@@ -185,7 +185,7 @@ fn push_many(outbox: &Outbox, frames: &[SharedFrame], limits: &OutboxLimits) -> 
 #[test]
 fn push_many_applies_the_limits_to_each_frame_in_order() {
     let frames: Vec<_> = (0..3).map(|i| frame(10, i)).collect();
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     let outcomes = push_many(&outbox, &frames, &limits(2, SlowConsumer::DropNewest));
     assert_eq!(
         outcomes,
@@ -201,7 +201,7 @@ fn push_many_applies_the_limits_to_each_frame_in_order() {
 #[test]
 fn push_many_disconnects_once_and_refuses_the_rest() {
     let frames: Vec<_> = (0..4).map(|i| frame(10, i)).collect();
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     let code = CloseCode::POLICY_VIOLATION;
     let outcomes = push_many(&outbox, &frames, &limits(2, SlowConsumer::Disconnect(code)));
     assert_eq!(
@@ -216,16 +216,12 @@ fn push_many_disconnects_once_and_refuses_the_rest() {
     // The two queued frames were discarded, and the third was not taken.
     assert_eq!(outbox.dropped(), 3);
     assert!(outbox.is_closed());
-    assert_eq!(outbox.drain(usize::MAX, |_| {}).err(), Some(code));
+    assert_eq!(outbox.drain_with(usize::MAX, |_| {}).err(), Some(code));
 }
 
-/// Whether the driver's signal was raised since the last call.
+/// Whether the driver's doorbell rang since the last call.
 fn signalled(outbox: &Outbox) -> bool {
-    let wakes = crate::wake_count::WakeCount::new();
-    let waker = wakes.waker();
-    outbox
-        .poll_signal(&mut Context::from_waker(&waker))
-        .is_ready()
+    outbox.doorbell.take_ring()
 }
 
 /// A batch is taken as its frames one at a time would be: the same
@@ -262,7 +258,7 @@ fn a_batch_is_taken_as_its_frames_one_at_a_time() {
                         );
                         let filler = frame(500, 9);
                         let [one, batched] = [(); 2].map(|_| {
-                            let outbox = Outbox::default();
+                            let outbox = Outbox::new(Doorbell::default());
                             for _ in 0..queued {
                                 outbox.push(&filler, &OutboxLimits::default());
                             }
@@ -313,7 +309,7 @@ fn only_several_small_frames_are_joined() {
 
 #[test]
 fn an_idle_outbox_gives_its_buffers_back() {
-    let outbox = Outbox::default();
+    let outbox = Outbox::new(Doorbell::default());
     outbox.push(&frame(10, 0), &OutboxLimits::default());
     outbox.release_idle();
     assert!(outbox.lock().run.capacity() > 0, "kept while frames wait");

@@ -1,13 +1,16 @@
-//! Broadcast support: frames encoded once and shared by every recipient,
-//! and each connection's bounded queue of them.
+//! Broadcast support beside the hub: frames encoded once and shared by
+//! every recipient, and each connection's bounded queue of them, attached
+//! to the connection as its [`Feed`].
 
 use std::collections::VecDeque;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ws_proto::{CloseCode, Decoded, FrameHeader, Message, OpCode, SendError};
+use ws_tokio::{Doorbell, Feed, FrameSink};
 
-use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, Signal, lock};
+use crate::lock;
 
 /// A data message encoded once as a server frame, to be sent to many
 /// connections. Server frames are not masked, so every recipient gets the
@@ -61,7 +64,7 @@ impl SharedFrame {
 /// queue with room for the whole batch takes it in one copy
 /// ([`Outbox::push_batch`]) instead of one per frame.
 #[derive(Debug, Clone)]
-pub struct FrameBatch {
+pub(crate) struct FrameBatch {
     frames: Vec<SharedFrame>,
     /// The frames back to back, when there are several and each is small
     /// enough to be copied into a queue.
@@ -70,7 +73,7 @@ pub struct FrameBatch {
 
 impl FrameBatch {
     /// A batch of `frames`, in order.
-    pub fn new(frames: Vec<SharedFrame>) -> Self {
+    pub(crate) fn new(frames: Vec<SharedFrame>) -> Self {
         let joinable = frames.len() > 1 && frames.iter().all(|f| f.len() <= RUN_MAX);
         let joined = joinable.then(|| {
             let mut joined = BytesMut::with_capacity(frames.iter().map(SharedFrame::len).sum());
@@ -80,11 +83,6 @@ impl FrameBatch {
             joined.freeze()
         });
         Self { frames, joined }
-    }
-
-    /// The frames, in order.
-    pub fn frames(&self) -> &[SharedFrame] {
-        &self.frames
     }
 }
 
@@ -109,7 +107,7 @@ pub enum SlowConsumer {
 /// What became of a frame offered to a connection's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Pushed {
+pub(crate) enum Pushed {
     /// Queued.
     Queued,
     /// Not queued: the queue was full ([`SlowConsumer::DropNewest`]).
@@ -372,7 +370,7 @@ fn offer(queue: &mut Queue, frame: &Bytes, limits: &OutboxLimits) -> (Pushed, u6
     outcome
 }
 
-/// What [`Outbox::drain`] hands the driver, in order.
+/// What [`Outbox::drain_with`] hands the driver, in order.
 pub(crate) enum Piece<'a> {
     /// A large frame, or a sealed run of small ones.
     Shared(Bytes),
@@ -388,17 +386,36 @@ pub(crate) enum Piece<'a> {
 /// output has room, without copying those over 1 KiB. The queue is bounded by
 /// [`OutboxLimits`], so a recipient that stops reading costs at most
 /// `max_bytes` however fast others publish.
-#[derive(Debug, Default)]
-pub struct Outbox {
+#[derive(Debug)]
+pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     dropped: AtomicU64,
-    /// Raised when the driver has something to look at.
-    signal: Signal,
+    /// Rung when the driver has something to look at.
+    doorbell: Doorbell,
 }
 
 impl Outbox {
-    /// Offers a frame under `limits`.
-    pub fn push(&self, frame: &SharedFrame, limits: &OutboxLimits) -> Pushed {
+    /// An empty queue that rings `doorbell` when it has frames for the
+    /// driver.
+    pub(crate) fn new(doorbell: Doorbell) -> Self {
+        Self {
+            queue: Mutex::default(),
+            dropped: AtomicU64::new(0),
+            doorbell,
+        }
+    }
+
+    /// A closed queue: for a connection that had ended before it joined
+    /// the hub. Every frame offered to it is refused.
+    pub(crate) fn closed() -> Self {
+        let outbox = Self::new(Doorbell::default());
+        outbox.lock().closed = true;
+        outbox
+    }
+
+    /// Offers a frame under `limits` (the hub offers several at once).
+    #[cfg(test)]
+    pub(crate) fn push(&self, frame: &SharedFrame, limits: &OutboxLimits) -> Pushed {
         let mut pushed = Pushed::Disconnected;
         self.push_many([frame], limits, |outcome| pushed = outcome);
         pushed
@@ -409,7 +426,7 @@ impl Outbox {
     /// each frame. A publisher with many frames for one connection pays
     /// for the lock, which the connection's driver also takes, once.
     /// `each` runs while the queue is locked: it must not call this outbox.
-    pub fn push_many<'a>(
+    pub(crate) fn push_many<'a>(
         &self,
         frames: impl IntoIterator<Item = &'a SharedFrame>,
         limits: &OutboxLimits,
@@ -425,7 +442,7 @@ impl Outbox {
     /// does, with the same outcomes; when the queue is open and has room
     /// for the whole batch as copies, it takes the joined frames in one
     /// copy. As there, `each` runs while the queue is locked.
-    pub fn push_batch(
+    pub(crate) fn push_batch(
         &self,
         batch: &FrameBatch,
         limits: &OutboxLimits,
@@ -471,17 +488,18 @@ impl Outbox {
 
     /// Frames dropped by the slow-consumer policy so far, including those
     /// discarded on a disconnect.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
     /// Bytes of frames queued now.
-    pub fn queued_bytes(&self) -> usize {
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.lock().bytes
     }
 
     /// Whether the connection has ended or been evicted.
-    pub fn is_closed(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
         let queue = self.lock();
         queue.closed || queue.evicted.is_some()
     }
@@ -497,7 +515,7 @@ impl Outbox {
     /// # Errors
     ///
     /// The close code, once the connection has been evicted.
-    pub(crate) fn drain(
+    pub(crate) fn drain_with(
         &self,
         budget: usize,
         mut take: impl FnMut(Piece<'_>),
@@ -550,9 +568,22 @@ impl Outbox {
         Ok(queue.frames > 0)
     }
 
-    /// The driver's side: gives back the queue's buffers if it is empty
-    /// (the connection is idle).
-    pub(crate) fn release_idle(&self) {
+    fn wake(&self) {
+        self.doorbell.ring();
+    }
+}
+
+impl Feed for Outbox {
+    fn drain(&self, budget: usize, sink: &mut dyn FrameSink) -> Result<bool, CloseCode> {
+        self.drain_with(budget, |piece| match piece {
+            Piece::Shared(frames) => sink.push_shared(frames),
+            Piece::Run(run) => sink.take_run(run),
+        })
+    }
+
+    /// Gives back the queue's buffers if it is empty (the connection is
+    /// idle).
+    fn release_idle(&self) {
         let mut queue = self.lock();
         if queue.frames == 0 {
             queue.run = BytesMut::new();
@@ -560,23 +591,11 @@ impl Outbox {
         }
     }
 
-    /// The driver's side: the connection has ended.
-    pub(crate) fn close(&self) {
+    /// The connection has ended: the queue is emptied and refuses frames.
+    fn close(&self) {
         let mut queue = self.lock();
         queue.closed = true;
         queue.clear();
-        drop(queue);
-        self.signal.release();
-    }
-
-    fn wake(&self) {
-        self.signal.raise();
-    }
-
-    /// The driver's side: ready once something was pushed or the
-    /// connection evicted since the last time it was ready.
-    pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.signal.poll(cx)
     }
 }
 
