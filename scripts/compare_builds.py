@@ -11,7 +11,9 @@ build the old tree and the new one in release mode, then
 Each directory needs examples/echo_server, examples/broadcast_server and
 ws-load (`cargo build --release -p ws-bench --bins -p ws-examples
 --examples`). ws-load is taken from the first directory for both, so the
-load is the same. ROUNDS defaults to 5.
+load is the same. ROUNDS defaults to 5. ONLY=word[,word...] in the
+environment keeps the profiles whose name contains one of the words (for
+example ONLY=echo,idle).
 """
 
 import json
@@ -85,7 +87,10 @@ def main():
     a, b = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     load = os.path.join(a, "ws-load")
+    only = [w for w in os.environ.get("ONLY", "").split(",") if w]
     for name, server, load_args, metric in PROFILES:
+        if only and not any(w in name for w in only):
+            continue
         pairs = []
         for r in range(rounds):
             order = [(a, "a"), (b, "b")] if r % 2 == 0 else [(b, "b"), (a, "a")]

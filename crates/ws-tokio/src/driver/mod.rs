@@ -125,6 +125,27 @@ enum Io {
     Read(usize),
 }
 
+/// The application's command queue, as the driver last found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commands {
+    /// Commands may be waiting: a push woke the driver, or its last take
+    /// left some behind (a push into a non-empty queue wakes nobody).
+    Waiting,
+    /// Every command was taken; the next push wakes the driver.
+    Taken,
+    /// Every sender is gone: nothing more will come.
+    Gone,
+}
+
+impl Commands {
+    /// A push woke the driver.
+    fn notified(&mut self) {
+        if *self == Self::Taken {
+            *self = Self::Waiting;
+        }
+    }
+}
+
 /// Where the driver is in the connection's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -176,7 +197,8 @@ struct Inner<S, D> {
     failure: Option<Box<Error>>,
     phase: Phase,
     eof: bool,
-    commands_open: bool,
+    /// The application's command queue, as far as the driver knows.
+    commands: Commands,
     incoming_open: bool,
     /// The receiver's queue is full: the socket is not read.
     blocked: bool,
@@ -189,8 +211,6 @@ struct Inner<S, D> {
     link_used: bool,
     /// Frames may be waiting in the feed.
     feed_pending: bool,
-    /// Commands may be waiting in the link.
-    commands_pending: bool,
     /// When to give the buffers back, once the socket went idle holding
     /// some.
     release_at: Option<Instant>,
@@ -221,13 +241,12 @@ fn drive<S: Transport, F: Future<Output = ()>, D: Deliver>(
             failure: None,
             phase: Phase::Open,
             eof: false,
-            commands_open: true,
+            commands: Commands::Waiting,
             incoming_open: true,
             blocked: false,
             free: 0,
             link_used: false,
             feed_pending: true,
-            commands_pending: true,
             release_at: None,
         },
     }
@@ -295,20 +314,23 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
             // only when a push into it woke the driver, or when commands
             // were left there: a push into a non-empty queue wakes nobody.
             if self.link.take_notified() {
-                self.commands_pending = true;
+                self.commands.notified();
             }
-            if self.commands_open && self.commands_pending && self.work.out_len() < COALESCE_LIMIT {
+            if self.commands == Commands::Waiting && self.work.out_len() < COALESCE_LIMIT {
                 let room = COALESCE_LIMIT - self.work.out_len();
                 let taken = self
                     .link
                     .take_commands(|| &mut self.work.get().commands, room);
-                self.commands_pending = taken.more;
                 self.link_used |= taken.some;
                 self.apply_commands();
-                if taken.senders_gone {
-                    self.commands_open = false;
+                self.commands = if taken.senders_gone {
                     D::senders_gone(self);
-                }
+                    Commands::Gone
+                } else if taken.more {
+                    Commands::Waiting
+                } else {
+                    Commands::Taken
+                };
             }
             if self.conn.has_pending_output() {
                 self.conn.poll_transmit(&mut self.work.out().tail);
@@ -372,8 +394,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 }
                 continue;
             }
-            let want_commands = self.commands_open && self.work.out_len() < COALESCE_LIMIT;
-            if want_commands && self.commands_pending {
+            if self.commands == Commands::Waiting && self.work.out_len() < COALESCE_LIMIT {
                 // Commands were left in the queue and there is room for
                 // them now: further pushes will not wake the driver, so it
                 // takes them before it sleeps.
@@ -385,7 +406,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 continue;
             }
             if self.link.poll_driver(cx, self.blocked).is_ready() {
-                self.commands_pending = true;
+                self.commands.notified();
                 continue;
             }
             if self.broadcasts()
