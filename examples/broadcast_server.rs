@@ -42,7 +42,7 @@ async fn main() -> std::io::Result<()> {
             let mut batch = Vec::new();
             while let Ok(1..) = ws.recv_many(&mut batch, 16).await {
                 batch.retain(Message::is_data);
-                let _ = hub.to_room_many(&room, batch.drain(..));
+                let _ = hub.publish_many(batch.drain(..).map(|m| Publication::room(&room, m)));
             }
             if presence {
                 let notice = format!("* {} left {room}", member.id());

@@ -18,19 +18,26 @@
 # messages echoed. Needs valgrind. Under callgrind the server runs tens of
 # times slower, so with 1 in flight each read carries one message, and with
 # 16 in flight reads carry more than they would at full speed.
+#
+# RELEASE_DIR=DIR takes the binaries from DIR (another build's
+# target/release, laid out as compare_builds.py wants) instead of building
+# this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 server=${1:-echo_server}
 depth=${2:-1}
 port=9377
-cargo build --release --quiet -p ws-bench --bins
-cargo build --release --quiet -p ws-examples --example echo_server
+release=${RELEASE_DIR:-target/release}
+if [ -z "${RELEASE_DIR:-}" ]; then
+    cargo build --release --quiet -p ws-bench --bins
+    cargo build --release --quiet -p ws-examples --example echo_server
+fi
 args=()
 case "$server" in
-    echo_server) bin=target/release/examples/echo_server ;;
-    echo_server-inline) bin=target/release/examples/echo_server args=(--inline) ;;
-    tt-echo | fws-echo | raw-echo) bin=target/release/$server ;;
+    echo_server) bin=$release/examples/echo_server ;;
+    echo_server-inline) bin=$release/examples/echo_server args=(--inline) ;;
+    tt-echo | fws-echo | raw-echo) bin=$release/$server ;;
     *) echo "unknown server $server" >&2; exit 2 ;;
 esac
 
@@ -40,7 +47,7 @@ valgrind --tool=callgrind --collect-bus=yes --callgrind-out-file="$out/callgrind
     "$bin" "127.0.0.1:$port" "${args[@]}" >/dev/null 2>"$out/valgrind.log" &
 server_pid=$!
 sleep 3
-target/release/ws-load echo --addr "127.0.0.1:$port" --connections 64 \
+"$release/ws-load" echo --addr "127.0.0.1:$port" --connections 64 \
     --depth "$depth" --size 5 --duration 5 --warmup 0 >"$out/load.json"
 # Ask callgrind to write its counts, then stop the server.
 callgrind_control --dump "$server_pid" >/dev/null 2>&1

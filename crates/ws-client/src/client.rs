@@ -454,7 +454,9 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
         // One deadline for the TLS handshake (if any) and the upgrade.
-        let deadline = Instant::now() + builder.handshake_timeout;
+        // A timeout too long for the clock (`Duration::MAX`) means no deadline
+        // (issue 25, item 7: it used to overflow and panic).
+        let deadline = deadline_after(builder.handshake_timeout);
 
         #[cfg(feature = "tls")]
         if target.secure {
@@ -548,7 +550,9 @@ impl Client {
         }
 
         let mut out = BytesMut::new();
-        let mut check = request.write(&mut out);
+        let mut check = request
+            .write(&mut out)
+            .map_err(|error| ConnectError::Build(BuildError::InvalidHeader(error)))?;
         tracing::debug!(
             host = %target.authority,
             resource = %target.resource,
@@ -662,4 +666,12 @@ mod tests {
             assert_eq!(target.authority, "example.com");
         }
     }
+}
+
+/// The instant `timeout` from now; one far beyond any connection's life
+/// when the clock cannot represent it.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -27,6 +27,10 @@ pub enum BuildError {
     /// A cookie name or value that cannot go in a `Cookie` header.
     #[error("invalid cookie {0:?}")]
     InvalidCookie(String),
+    /// An origin, subprotocol or URL part that its header cannot carry
+    /// (a CR or LF would split the request).
+    #[error(transparent)]
+    InvalidHeader(#[from] ws_proto::HeaderError),
     /// The TLS settings cannot work: an unreadable or malformed CA file, no
     /// platform roots, an invalid server name.
     #[error("TLS: {0}")]

@@ -64,9 +64,9 @@ pub use connection::{Connection, ConnectionBuilder, Role, State};
 pub use error::{ProtocolError, SendError};
 pub use frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
 pub use handshake::{
-    ClientHandshake, ClientRequest, HandshakeResponse, RejectedResponse, Rejection, RequestError,
-    RequestLimits, RequestParser, ResponseError, UpgradeRequest, accept_key, generate_key,
-    validate_request, write_accept,
+    ClientHandshake, ClientRequest, HandshakeResponse, HeaderError, RejectedResponse, Rejection,
+    RequestError, RequestLimits, RequestParser, ResponseError, UpgradeRequest, accept_key,
+    generate_key, validate_request, write_accept,
 };
 /// Re-exported for the handshake types.
 pub use http;

@@ -463,32 +463,6 @@ impl Hub {
         Ok(delivery)
     }
 
-    /// Sends `messages` to the members of `room`, in order: as
-    /// [`publish_many`](Self::publish_many) of [`Publication::room`]s.
-    ///
-    /// # Errors
-    ///
-    /// As [`publish_many`](Self::publish_many).
-    pub fn to_room_many(
-        &self,
-        room: &str,
-        messages: impl IntoIterator<Item = Message>,
-    ) -> Result<Delivery, SendError> {
-        let audience = Audience::Room(room.to_owned());
-        let messages: Vec<Message> = messages.into_iter().collect();
-        let framed = messages
-            .iter()
-            .map(|message| Framed::new(&audience, None, message))
-            .collect::<Result<Vec<_>, _>>()?;
-        let delivery = self.deliver_framed(&framed);
-        if let Some(backplane) = &self.inner.backplane {
-            for message in messages {
-                backplane.forward(&Publication::room(room, message));
-            }
-        }
-        Ok(delivery)
-    }
-
     /// Delivers `publication` to this hub's members only: what a
     /// [`Backplane`] calls with publications from other instances.
     ///

@@ -219,7 +219,7 @@ impl WebSocket {
     ///
     /// Messages that arrived together (a client sends faster than the
     /// handler takes them) are taken under one lock, and can be handled as
-    /// one batch: `ws_server::Hub::to_room_many` publishes them with one
+    /// one batch: `ws_server::Hub::publish_many` publishes them with one
     /// push per recipient.
     ///
     /// Cancel-safe: used in `tokio::select!`, a message is never lost.

@@ -36,7 +36,8 @@ async fn start(hub: Hub) -> (SocketAddr, oneshot::Sender<()>) {
             let mut batch = Vec::new();
             while let Ok(1..) = ws.recv_many(&mut batch, 64).await {
                 batch.retain(Message::is_data);
-                hub.to_room_many(&room, batch.drain(..)).unwrap();
+                hub.publish_many(batch.drain(..).map(|m| Publication::room(&room, m)))
+                    .unwrap();
             }
         }
     };
@@ -268,7 +269,7 @@ async fn skip_sid_leaves_one_member_out() {
     // A run without exceptions: each member's outbox takes its frames
     // joined, in one copy, and they arrive as sent.
     let delivery = hub
-        .to_room_many("/", ["joined 1", "joined 2", "joined 3"].map(Message::from))
+        .publish_many(["joined 1", "joined 2", "joined 3"].map(|m| Publication::room("/", m)))
         .unwrap();
     assert_eq!(delivery.queued, 2 * 3);
     for ws in [&mut listener_ws, &mut sender] {

@@ -172,7 +172,9 @@ async fn core_as_client_talks_to_tungstenite_server() {
     let client = async {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let mut out = BytesMut::new();
-        let mut handshake = ClientRequest::new(addr.to_string(), "/").write(&mut out);
+        let mut handshake = ClientRequest::new(addr.to_string(), "/")
+            .write(&mut out)
+            .unwrap();
         stream.write_all(&out).await.unwrap();
         out.clear();
         let (response, rest) = read_head(&mut stream, |buf| handshake.parse_response(buf)).await;

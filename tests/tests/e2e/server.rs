@@ -657,3 +657,104 @@ async fn send_many_sends_in_order_and_a_close_among_them_ends_the_rest() {
     assert_eq!(sent, "Err(Closed(None))");
     assert_eq!(left, 1, "the message after the close is left");
 }
+
+/// Issue 25, items 9, 11 and 12: hostile or odd handshakes are answered at
+/// once, not held until a handshake deadline (here far beyond the test's
+/// own limit): duplicate headers get 400, a TLS ClientHello on this plain
+/// port gets 400, and bare-LF line endings are accepted.
+#[tokio::test]
+async fn hostile_handshakes_are_answered_at_once() {
+    let builder = quiet().handshake_timeout(Duration::from_secs(600));
+    let (addr, _stop) = start(builder, echo).await;
+    for extra in [
+        "Host: evil.example\r\n",
+        "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n",
+        "Sec-WebSocket-Version: 8\r\n",
+    ] {
+        let response = raw_request(addr, &upgrade_request(extra)).await;
+        assert!(response.starts_with("HTTP/1.1 400 "), "{extra}: {response}");
+    }
+
+    // The start of a TLS 1.2/1.3 ClientHello, as `wss://` to this port sends.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    timeout(LIMIT, stream.read_to_end(&mut response))
+        .await
+        .expect("answered before the deadline")
+        .unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 400 "));
+
+    let bare_lf = upgrade_request("").replace("\r\n", "\n");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bare_lf.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    timeout(LIMIT, stream.read_exact(&mut head))
+        .await
+        .expect("answered before the deadline")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+}
+
+/// Issue 25, item 7: a handshake timeout too long for the clock means no
+/// deadline; it used to overflow and panic on the first connection.
+#[tokio::test]
+async fn a_handshake_timeout_of_duration_max_means_none() {
+    let builder = quiet().handshake_timeout(Duration::MAX);
+    let (addr, _stop) = start(builder, echo).await;
+    for _ in 0..2 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+            .await
+            .unwrap();
+        check_echo(&mut ws).await;
+    }
+    let client = ws_client::Client::builder()
+        .handshake_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let (mut ws, _) = client.connect(&format!("ws://{addr}/")).await.unwrap();
+    ws.send_text("still here").await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+}
+
+/// Issue 25, item 10: a subprotocol the handshake hook chooses is checked
+/// before it is written; one with a CR LF would have split the response
+/// and let the application's input add headers of its own.
+#[tokio::test]
+async fn a_hook_s_protocol_with_cr_lf_is_a_500_not_an_injected_header() {
+    let builder = quiet().on_handshake(|_| async move {
+        Ok(Accept::new().protocol("chat\r\nSet-Cookie: session=stolen"))
+    });
+    let (addr, _stop) = start(builder, echo).await;
+    let response = raw_request(addr, &upgrade_request("Sec-WebSocket-Protocol: chat\r\n")).await;
+    assert!(response.starts_with("HTTP/1.1 500 "), "{response}");
+    assert!(!response.contains("Set-Cookie"), "{response}");
+}
+
+/// Issue 25, item 10, the client's side: an origin or a subprotocol that
+/// would split the request is an error the application sees, and nothing
+/// is sent.
+#[tokio::test]
+async fn a_client_origin_or_protocol_with_cr_lf_is_refused() {
+    let (addr, _stop) = start(quiet(), echo).await;
+    let url = format!("ws://{addr}/");
+    for builder in [
+        ws_client::Client::builder().origin("https://a.example\r\nX-Evil: 1"),
+        ws_client::Client::builder().protocols(["chat\r\nX-Evil: 1"]),
+    ] {
+        let error = builder.connect(&url).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ws_client::ConnectError::Build(ws_client::BuildError::InvalidHeader(_))
+            ),
+            "{error:?}"
+        );
+    }
+}

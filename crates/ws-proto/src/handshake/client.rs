@@ -4,7 +4,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::{
-    accept_key, find_head_end, generate_key, has_token, list_values, to_header_map, write_headers,
+    HeaderError, accept_key, check_target, check_token, check_value, find_head_end, generate_key,
+    has_token, list_values, to_header_map, write_headers,
 };
 use crate::frame::Decoded;
 
@@ -80,7 +81,24 @@ impl ClientRequest {
     }
 
     /// Writes the request and returns the state that checks the response.
-    pub fn write(&self, out: &mut BytesMut) -> ClientHandshake {
+    ///
+    /// # Errors
+    ///
+    /// A [`HeaderError`] if the host, target, origin, a subprotocol or an
+    /// extension holds what its place in the request cannot carry (a CR or
+    /// LF would split the request); nothing is written then.
+    pub fn write(&self, out: &mut BytesMut) -> Result<ClientHandshake, HeaderError> {
+        check_value("Host", &self.host)?;
+        check_target(&self.target)?;
+        if let Some(origin) = &self.origin {
+            check_value("Origin", origin)?;
+        }
+        for protocol in &self.protocols {
+            check_token("Sec-WebSocket-Protocol", protocol)?;
+        }
+        for extension in &self.extensions {
+            check_value("Sec-WebSocket-Extensions", extension)?;
+        }
         out.extend_from_slice(b"GET ");
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -106,7 +124,7 @@ impl ClientRequest {
         }
         write_headers(&self.headers, out);
         out.extend_from_slice(b"\r\n");
-        ClientHandshake {
+        Ok(ClientHandshake {
             accept: accept_key(self.key.as_bytes()),
             protocols: self.protocols.clone(),
             extensions: self
@@ -115,7 +133,8 @@ impl ClientRequest {
                 .map(|e| extension_name(e).to_owned())
                 .collect(),
             scanned: 0,
-        }
+            head_end: None,
+        })
     }
 }
 
@@ -132,6 +151,10 @@ pub struct ClientHandshake {
     protocols: Vec<String>,
     extensions: Vec<String>,
     scanned: usize,
+    /// The length of the response head, once its blank line was found: a
+    /// rejection's body may arrive in later reads, and the head is not
+    /// searched for again in them.
+    head_end: Option<usize>,
 }
 
 /// A successful handshake response.
@@ -152,7 +175,9 @@ pub struct RejectedResponse {
     pub status: StatusCode,
     /// The response headers.
     pub headers: HeaderMap,
-    /// The body, up to its `Content-Length` or 64 KiB.
+    /// The body, up to its `Content-Length` or 64 KiB; empty when the
+    /// response has no `Content-Length` (such a body ends only when the
+    /// connection does, and is not waited for).
     pub body: Bytes,
 }
 
@@ -191,6 +216,10 @@ pub enum ResponseError {
     /// An extension the client did not request.
     #[error("server answered with extension {0:?}, which was not requested")]
     UnrequestedExtension(String),
+    /// `Sec-WebSocket-Accept` or `Sec-WebSocket-Protocol` appears more
+    /// than once: which one the server meant is a guess.
+    #[error("more than one {0} header in the response")]
+    DuplicateHeader(&'static str),
 }
 
 impl ClientHandshake {
@@ -211,8 +240,9 @@ impl ClientHandshake {
         &mut self,
         buf: &[u8],
     ) -> Result<Decoded<HandshakeResponse>, ResponseError> {
-        let end = find_head_end(buf, self.scanned);
+        let end = self.head_end.or_else(|| find_head_end(buf, self.scanned));
         self.scanned = buf.len();
+        self.head_end = end;
         let Some(end) = end else {
             if buf.len() > MAX_RESPONSE_HEAD {
                 return Err(ResponseError::HeadTooLarge {
@@ -251,8 +281,11 @@ impl ClientHandshake {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<usize>().ok());
+            // Without a length the body ends with the connection: taking
+            // what happens to have arrived would make the result depend on
+            // how the bytes were split, so none is taken.
             let available = buf.len() - end;
-            let wanted = announced.unwrap_or(available).min(MAX_REJECTION_BODY);
+            let wanted = announced.unwrap_or(0).min(MAX_REJECTION_BODY);
             if available < wanted {
                 return Ok(Decoded::NeedMore(wanted - available));
             }
@@ -266,6 +299,17 @@ impl ClientHandshake {
             )));
         }
         // RFC 6455 section 4.2.2, the client's checks, in order.
+        for (name, shown) in [
+            (http::header::SEC_WEBSOCKET_ACCEPT, "Sec-WebSocket-Accept"),
+            (
+                http::header::SEC_WEBSOCKET_PROTOCOL,
+                "Sec-WebSocket-Protocol",
+            ),
+        ] {
+            if headers.get_all(name).iter().nth(1).is_some() {
+                return Err(ResponseError::DuplicateHeader(shown));
+            }
+        }
         if !has_token(&headers, "upgrade", "websocket") {
             return Err(ResponseError::MissingUpgrade);
         }

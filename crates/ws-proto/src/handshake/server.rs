@@ -5,7 +5,10 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
 
-use super::{accept_key, find_head_end, has_token, list_values, to_header_map, write_headers};
+use super::{
+    HeaderError, accept_key, check_token, find_head_end, has_token, list_values, to_header_map,
+    write_headers,
+};
 use crate::frame::Decoded;
 
 /// Caps on an incoming upgrade request. `docs/limits.md` explains them.
@@ -85,6 +88,16 @@ pub enum RequestError {
     /// `Sec-WebSocket-Version: 13`).
     #[error("unsupported WebSocket version {0:?}")]
     UnsupportedVersion(Option<String>),
+    /// A header that must appear once appears several times (400): `Host`,
+    /// `Sec-WebSocket-Key` or `Sec-WebSocket-Version`. Which one counts
+    /// would be a guess, and two parties guessing differently (a proxy and
+    /// this server) is how requests are smuggled.
+    #[error("more than one {0} header")]
+    DuplicateHeader(&'static str),
+    /// The bytes of a TLS handshake on a plain port (400): the client
+    /// meant `wss://` (or `https://`) and this port serves `ws://`.
+    #[error("a TLS handshake on a plain-text port: use ws://, or wss:// on a TLS port")]
+    TlsOnPlainPort,
 }
 
 impl RequestError {
@@ -99,6 +112,8 @@ impl RequestError {
             Self::HttpVersion(_) => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Self::NotUpgrade | Self::UnsupportedVersion(_) => StatusCode::UPGRADE_REQUIRED,
             Self::Malformed(_)
+            | Self::DuplicateHeader(_)
+            | Self::TlsOnPlainPort
             | Self::MissingConnectionUpgrade
             | Self::MissingHost
             | Self::MissingKey
@@ -171,12 +186,27 @@ impl RequestParser {
     /// [`validate_request`].
     pub fn parse(&mut self, buf: &[u8]) -> Result<Decoded<Request<()>>, RequestError> {
         let limits = &self.limits;
+        // A TLS record starts with its content type, 22 for a handshake,
+        // then the protocol's major version, 3: no HTTP method starts
+        // with byte 22, so this is a client speaking TLS to a plain port,
+        // answered now rather than when its bytes reach a limit.
+        if buf.first() == Some(&0x16) && buf.get(1).is_none_or(|&b| b == 0x03) {
+            return Err(RequestError::TlsOnPlainPort);
+        }
         if self.line_end.is_none() {
-            let from = self.scanned.saturating_sub(1);
-            self.line_end = buf[from..]
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .map(|i| from + i);
+            // RFC 9112 section 2.2: "a recipient MAY recognize a single LF
+            // as a line terminator and ignore any preceding CR."
+            self.line_end = buf[self.scanned..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|i| {
+                    let lf = self.scanned + i;
+                    if lf > 0 && buf[lf - 1] == b'\r' {
+                        lf - 1
+                    } else {
+                        lf
+                    }
+                });
         }
         let line_len = self.line_end.unwrap_or(buf.len());
         if line_len > limits.max_request_line {
@@ -280,8 +310,23 @@ pub fn validate_request(request: &Request<()>) -> Result<UpgradeRequest, Request
         return Err(RequestError::MissingConnectionUpgrade);
     }
     // Item 2: "A |Host| header field containing the server's authority."
+    // RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad Request)
+    // status code to any HTTP/1.1 request message that lacks a Host header
+    // field and to any such message that contains more than one Host
+    // header field line".
     if !headers.contains_key(header::HOST) {
         return Err(RequestError::MissingHost);
+    }
+    // The key and the version have one value each: two are ambiguous (a
+    // proxy in front may have checked the other one).
+    for (name, shown) in [
+        (header::HOST, "Host"),
+        (header::SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key"),
+        (header::SEC_WEBSOCKET_VERSION, "Sec-WebSocket-Version"),
+    ] {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(RequestError::DuplicateHeader(shown));
+        }
     }
     // Item 6: "A |Sec-WebSocket-Version| header field, with a value of 13."
     let version = headers.get("sec-websocket-version");
@@ -311,12 +356,20 @@ pub fn validate_request(request: &Request<()>) -> Result<UpgradeRequest, Request
 /// handshake (RFC 6455 section 4.2.2), with the chosen subprotocol (which
 /// should be one that [`UpgradeRequest::protocols`] offered) and any extra
 /// headers.
+///
+/// # Errors
+///
+/// [`HeaderError::Token`] if `protocol` is not a token (a CR or LF in it
+/// would split the response); nothing is written then.
 pub fn write_accept(
     request: &UpgradeRequest,
     protocol: Option<&str>,
     extra_headers: &HeaderMap,
     out: &mut BytesMut,
-) {
+) -> Result<(), HeaderError> {
+    if let Some(protocol) = protocol {
+        check_token("Sec-WebSocket-Protocol", protocol)?;
+    }
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -329,6 +382,7 @@ pub fn write_accept(
     }
     write_headers(extra_headers, out);
     out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 /// An HTTP response that refuses the upgrade: a status, headers and a body.

@@ -3,8 +3,8 @@
 use bytes::BytesMut;
 use http::{HeaderValue, StatusCode, header};
 use ws_proto::{
-    ClientRequest, Decoded, RequestError, RequestLimits, RequestParser, ResponseError, accept_key,
-    validate_request, write_accept,
+    ClientRequest, Decoded, HeaderError, RequestError, RequestLimits, RequestParser, ResponseError,
+    accept_key, validate_request, write_accept,
 };
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -190,9 +190,82 @@ mod section_4_2_1_server_reads_the_request {
 
     #[test]
     fn garbage_is_a_400() {
-        let error = parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").unwrap_err();
+        let error = parse(b"\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").unwrap_err();
         assert!(matches!(error, RequestError::Malformed(_)), "{error:?}");
         assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+    }
+
+    /// Issue 25, item 12: a TLS ClientHello on a plain port is answered at
+    /// once, from its first bytes, instead of waiting for a blank line that
+    /// never comes.
+    #[test]
+    fn a_tls_client_hello_is_a_400_from_its_first_bytes() {
+        for hello in [
+            &b"\x16"[..],
+            b"\x16\x03",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        ] {
+            let error = parse(hello).unwrap_err();
+            assert_eq!(error, RequestError::TlsOnPlainPort);
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    /// Issue 25, item 11. RFC 9112 section 2.2: "a recipient MAY recognize
+    /// a single LF as a line terminator and ignore any preceding CR." A
+    /// request with bare LF line endings is parsed when its blank line
+    /// arrives, in one piece or byte by byte.
+    #[test]
+    fn bare_lf_line_endings_are_accepted() {
+        let text = request("").replace("\r\n", "\n");
+        let upgrade = validate(&text).unwrap();
+        assert_eq!(upgrade.accept_key(), ACCEPT);
+        let mut parser = RequestParser::default();
+        for end in 1..text.len() {
+            assert!(matches!(
+                parser.parse(&text.as_bytes()[..end]),
+                Ok(Decoded::NeedMore(1))
+            ));
+        }
+        let Ok(Decoded::Done { consumed, .. }) = parser.parse(text.as_bytes()) else {
+            panic!("complete")
+        };
+        assert_eq!(consumed, text.len());
+        // Mixed endings, and a frame's bytes after the head.
+        let mut mixed = request("").replacen("\r\n", "\n", 2).into_bytes();
+        let head = mixed.len();
+        mixed.extend_from_slice(b"\x81\x80");
+        let Ok(Decoded::Done { consumed, .. }) = parse(&mixed) else {
+            panic!("complete")
+        };
+        assert_eq!(consumed, head);
+    }
+
+    /// Issue 25, item 9. RFC 9112 section 3.2: "A server MUST respond with a
+    /// 400 (Bad Request) status code to any HTTP/1.1 request message that
+    /// lacks a Host header field and to any such message that contains more
+    /// than one Host header field line". Two keys or two versions are as
+    /// ambiguous.
+    #[test]
+    fn duplicate_host_key_or_version_is_a_400() {
+        let other_key = "AQIDBAUGBwgJCgsMDQ4PEA==";
+        let cases = [
+            ("Host: evil.example.com\r\n".to_owned(), "Host"),
+            (
+                format!("Sec-WebSocket-Key: {other_key}\r\n"),
+                "Sec-WebSocket-Key",
+            ),
+            (format!("Sec-WebSocket-Key: {KEY}\r\n"), "Sec-WebSocket-Key"),
+            (
+                "Sec-WebSocket-Version: 8\r\n".to_owned(),
+                "Sec-WebSocket-Version",
+            ),
+        ];
+        for (extra, name) in cases {
+            let error = validate(&request(&extra)).unwrap_err();
+            assert_eq!(error, RequestError::DuplicateHeader(name), "{extra}");
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        }
     }
 }
 
@@ -205,7 +278,7 @@ mod section_4_2_2_server_response {
         let mut extra = http::HeaderMap::new();
         extra.insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
         let mut out = BytesMut::new();
-        write_accept(&upgrade, Some("chat"), &extra, &mut out);
+        write_accept(&upgrade, Some("chat"), &extra, &mut out).unwrap();
         assert_eq!(
             &out[..],
             format!(
@@ -214,6 +287,19 @@ mod section_4_2_2_server_response {
             )
             .as_bytes()
         );
+    }
+
+    /// Issue 25, item 10: a subprotocol chosen by the application is a
+    /// token; a CR or LF in it would split the response.
+    #[test]
+    fn a_chosen_protocol_that_is_not_a_token_is_refused() {
+        let upgrade = validate(&request("")).unwrap();
+        for bad in ["chat\r\nSet-Cookie: a=b", "", "a b", "chat,other"] {
+            let mut out = BytesMut::new();
+            let error = write_accept(&upgrade, Some(bad), &http::HeaderMap::new(), &mut out);
+            assert!(matches!(error, Err(HeaderError::Token { .. })), "{bad:?}");
+            assert!(out.is_empty(), "nothing written for {bad:?}");
+        }
     }
 }
 
@@ -239,6 +325,7 @@ mod section_4_1_client {
         let mut out = BytesMut::new();
         client_request()
             .write(&mut out)
+            .unwrap()
             .parse_response(response.as_bytes())
     }
 
@@ -247,7 +334,8 @@ mod section_4_1_client {
         let mut out = BytesMut::new();
         client_request()
             .header(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"))
-            .write(&mut out);
+            .write(&mut out)
+            .unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             format!(
@@ -274,7 +362,7 @@ mod section_4_1_client {
     #[test]
     fn request_is_accepted_by_the_server_side() {
         let mut out = BytesMut::new();
-        client_request().write(&mut out);
+        client_request().write(&mut out).unwrap();
         let Ok(Decoded::Done { value, .. }) = parse(&out) else {
             panic!()
         };
@@ -319,6 +407,15 @@ mod section_4_1_client {
                 response("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
                 ResponseError::UnrequestedExtension("permessage-deflate".into()),
             ),
+            // Issue 25, item 9: which of two answers counts is a guess.
+            (
+                response(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")),
+                ResponseError::DuplicateHeader("Sec-WebSocket-Accept"),
+            ),
+            (
+                response("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n"),
+                ResponseError::DuplicateHeader("Sec-WebSocket-Protocol"),
+            ),
         ];
         for (text, error) in cases {
             assert_eq!(check(&text), Err(error));
@@ -335,5 +432,53 @@ mod section_4_1_client {
         assert_eq!(rejected.status, StatusCode::FORBIDDEN);
         assert_eq!(rejected.headers["x-why"], "origin");
         assert_eq!(&rejected.body[..], b"no way");
+    }
+
+    /// Issue 25, item 1: a rejection whose body arrives in later reads is
+    /// whole once it has, however the bytes were split; before the fix the
+    /// head was searched for again in the new bytes only, and never found.
+    #[test]
+    fn a_rejection_body_in_later_reads_is_not_lost() {
+        let body = "x".repeat(2000);
+        let text = format!(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        for step in [1, 7, 100, 1460] {
+            let mut out = BytesMut::new();
+            let mut handshake = client_request().write(&mut out).unwrap();
+            let mut end = 0;
+            let result = loop {
+                end = (end + step).min(text.len());
+                match handshake.parse_response(&text.as_bytes()[..end]) {
+                    Ok(Decoded::NeedMore(_)) if end < text.len() => {}
+                    other => break other,
+                }
+            };
+            let Err(ResponseError::NotSwitchingProtocols(rejected)) = result else {
+                panic!("step {step}: {result:?}")
+            };
+            assert_eq!(rejected.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(rejected.body.len(), 2000, "step {step}");
+        }
+    }
+
+    /// Issue 25, item 10: what the application gives for the request's
+    /// headers is checked before anything is written.
+    #[test]
+    fn request_values_that_would_split_the_request_are_refused() {
+        let cases = [
+            ClientRequest::new("h", "/").origin("http://a\r\nX-Evil: 1"),
+            ClientRequest::new("h", "/").protocol("chat\r\nX-Evil: 1"),
+            ClientRequest::new("h", "/").protocol("two words"),
+            ClientRequest::new("h", "/").extension("x\nX-Evil: 1"),
+            ClientRequest::new("h\r\nX-Evil: 1", "/"),
+            ClientRequest::new("h", "/ HTTP/1.1\r\nX-Evil: 1\r\n"),
+        ];
+        for request in cases {
+            let mut out = BytesMut::new();
+            assert!(request.write(&mut out).is_err(), "{request:?}");
+            assert!(out.is_empty());
+        }
     }
 }

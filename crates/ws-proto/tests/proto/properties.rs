@@ -191,3 +191,68 @@ fn fast_mask_equals_reference_for_every_length_and_alignment() {
         }
     }
 }
+
+/// A server's answer to the opening request: a 101 that may be followed by
+/// frames, or a rejection with a body, with or without `Content-Length`,
+/// with CRLF or bare LF line endings, or bytes that are not HTTP at all.
+fn response_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+    let head = prop_oneof![
+        Just(format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+        )),
+        (100u16..600, 0usize..3000).prop_map(|(status, len)| format!(
+            "HTTP/1.1 {status} Whatever\r\nContent-Length: {len}\r\n"
+        )),
+        Just("HTTP/1.1 403 Forbidden\r\nX-Why: no\r\n".to_owned()),
+    ];
+    let lf = any::<bool>();
+    let tail = proptest::collection::vec(any::<u8>(), 0..3000);
+    let garbage = proptest::collection::vec(any::<u8>(), 0..200);
+    prop_oneof![
+        8 => (head, lf, tail).prop_map(|(head, lf, tail)| {
+            let mut head = format!("{head}\r\n");
+            if lf {
+                head = head.replace("\r\n", "\n");
+            }
+            let mut bytes = head.into_bytes();
+            bytes.extend_from_slice(&tail);
+            bytes
+        }),
+        1 => garbage,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Issue 25, item 1: the client's response parser gives the same result
+    /// whole and fed in pieces of any size (a rejection's body arriving in
+    /// a later read included).
+    #[test]
+    fn response_parsing_is_the_same_however_the_input_is_split(
+        bytes in response_bytes(),
+        step in 1usize..2000,
+    ) {
+        let fresh = || {
+            ws_proto::ClientRequest::new("example.com", "/")
+                .key("dGhlIHNhbXBsZSBub25jZQ==")
+                .write(&mut BytesMut::new())
+                .unwrap()
+        };
+        let whole = fresh().parse_response(&bytes);
+        let mut pieces = fresh();
+        let mut end = 0;
+        let split = loop {
+            end = (end + step).min(bytes.len());
+            let result = pieces.parse_response(&bytes[..end]);
+            if end == bytes.len() || !matches!(result, Ok(ws_proto::Decoded::NeedMore(_))) {
+                break result;
+            }
+        };
+        match (&whole, &split) {
+            (Ok(ws_proto::Decoded::NeedMore(_)), Ok(ws_proto::Decoded::NeedMore(_))) => {}
+            _ => prop_assert_eq!(whole, split),
+        }
+    }
+}

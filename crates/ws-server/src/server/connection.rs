@@ -124,7 +124,9 @@ fn connection(
 ) -> Opening {
     let _ = stream.set_nodelay(true);
     // One deadline for the TLS handshake (if any) and the HTTP upgrade.
-    let deadline = Instant::now() + shared.builder.handshake_timeout;
+    // A timeout too long for the clock (`Duration::MAX`) means no deadline
+    // (issue 25, item 7: it used to overflow and panic).
+    let deadline = deadline_after(shared.builder.handshake_timeout);
     #[cfg(feature = "tls")]
     if let Some(tls) = shared.builder.tls.clone() {
         // The acceptor is shared (a reference count): the opening owns one.
@@ -216,6 +218,14 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         match parser.parse(&buf) {
             Ok(Decoded::NeedMore(_)) => {}
             Ok(Decoded::Done { value, consumed }) => break (value, consumed),
+            Err(error @ RequestError::TlsOnPlainPort) => {
+                tracing::info!(
+                    %peer,
+                    "a TLS handshake on this plain ws:// port: the client used wss:// \
+                     (serve TLS with ServerBuilder::tls, or connect with ws://)"
+                );
+                return reject(stream, error.rejection()).await;
+            }
             Err(error) => return reject(stream, error.rejection()).await,
         }
     };
@@ -263,7 +273,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             .cloned()
     });
     let mut out = BytesMut::new();
-    write_accept(&upgrade, protocol.as_deref(), &accept.headers, &mut out);
+    if let Err(error) = write_accept(&upgrade, protocol.as_deref(), &accept.headers, &mut out) {
+        // The application's choice, not the client's fault: a server error.
+        tracing::error!(%error, "the chosen subprotocol cannot be sent: answering 500");
+        let rejection = Rejection::new(StatusCode::INTERNAL_SERVER_ERROR);
+        return reject(stream, rejection).await;
+    }
     stream.write_all(&out).await?;
     let handshake = Handshake::new(request)
         .with_peer(peer)
@@ -281,4 +296,12 @@ async fn reject<S: AsyncRead + AsyncWrite + Unpin, T>(
     stream.write_all(&out).await?;
     stream.shutdown().await?;
     Ok(None)
+}
+
+/// The instant `timeout` from now; one far beyond any connection's life
+/// when the clock cannot represent it.
+fn deadline_after(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
 }
