@@ -614,6 +614,14 @@ pub async fn connect(url: impl AsRef<str>) -> Result<(WebSocket, HandshakeRespon
     Client::builder().connect(url).await
 }
 
+/// The instant `timeout` from now; one far beyond any connection's life
+/// when the clock cannot represent it.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,12 +674,4 @@ mod tests {
             assert_eq!(target.authority, "example.com");
         }
     }
-}
-
-/// The instant `timeout` from now; one far beyond any connection's life
-/// when the clock cannot represent it.
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

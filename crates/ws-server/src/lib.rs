@@ -47,7 +47,6 @@
 //! [`SlowConsumer`] policy. See `docs/broadcast.md`.
 
 mod hub;
-mod join;
 mod outbox;
 mod server;
 mod stop;

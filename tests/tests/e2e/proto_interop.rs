@@ -80,7 +80,7 @@ async fn core_as_server_echoes_tungstenite_client() {
         let upgrade = validate_request(&request).unwrap();
         assert_eq!(upgrade.protocols(), ["chat"]);
         let mut out = BytesMut::new();
-        write_accept(&upgrade, Some("chat"), &Default::default(), &mut out);
+        write_accept(&upgrade, Some("chat"), &Default::default(), &mut out).unwrap();
         stream.write_all(&out).await.unwrap();
         let mut conn = Connection::new(Role::Server, Config::default());
         conn.handle_bytes(&rest);

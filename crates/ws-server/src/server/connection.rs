@@ -21,9 +21,9 @@ use ws_proto::{
 
 use ws_tokio::{Handshake, Transport};
 
-use crate::join::{Join, Task};
 use crate::stop::Stopped;
 use crate::tasks::Tracked;
+use ws_tokio::{Join, JoinTask as Task};
 
 use super::{Accept, Handler, HandshakeRequest, ServerBuilder, Shared};
 

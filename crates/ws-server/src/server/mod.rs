@@ -17,9 +17,9 @@ use tracing::Instrument;
 use ws_proto::{Config, Rejection, RequestLimits};
 use ws_tokio::{MessageHandler, Settings, WebSocket};
 
-use crate::join::Task;
 use crate::stop::Stop;
 use crate::tasks::Tasks;
+use ws_tokio::JoinTask as Task;
 
 mod connection;
 

@@ -9,20 +9,49 @@ use std::task::Waker;
 // models of them when built with `--cfg ws_loom` for the model-checking tests
 // (`scripts/loom.sh`). A name of its own: `--cfg loom` would also switch
 // Tokio into its own loom build, which has no networking.
+#[cfg(not(ws_loom))]
+pub(crate) use futures_util::task::AtomicWaker;
 #[cfg(ws_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, Ordering};
 #[cfg(ws_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
+#[cfg(ws_loom)]
+pub(crate) use model_atomic_waker::AtomicWaker;
 #[cfg(not(ws_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(not(ws_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
+/// loom's model of `AtomicWaker`, under the names futures gives it.
+#[cfg(ws_loom)]
+mod model_atomic_waker {
+    use std::task::Waker;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(crate) fn register(&self, waker: &Waker) {
+            self.0.register_by_ref(waker);
+        }
+
+        pub(crate) fn wake(&self) {
+            self.0.wake();
+        }
+
+        pub(crate) fn take(&self) -> Option<Waker> {
+            self.0.take_waker()
+        }
+    }
+}
+
+mod join;
 mod link;
 #[cfg(all(test, ws_loom))]
 mod model_waker;
 mod signal;
 
+pub use join::{Join, JoinTask};
 pub(crate) use link::{Batch, Command, Link, Received, Room, payload_len};
 pub(crate) use signal::Signal;
 

@@ -9,23 +9,22 @@
 //! raised while the task is being polled is served in the same poll, and
 //! only a wake from outside (the socket, a timer, another task) reaches the
 //! scheduler.
+//!
+//! Measured against a plain join (futures' `join`: both futures polled on
+//! every wake of the task), with the echo server's handler futures: the
+//! plain join executes 7.8% more instructions per message at 1 message in
+//! flight (4 207 against 3 903) and 14% more locked ones (38.3 against
+//! 33.6), 2.8% more at 16 in flight; in interleaved pairs it echoes 3% fewer
+//! messages per second at 1 in flight (median of 7 pairs 0.97) and 5% fewer
+//! at 16 (median 0.947, all 7 pairs lower). Kept for that.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::lock;
-
-/// The addresses `Waker::will_wake` compares: its data and its vtable.
-fn fingerprint(waker: &Waker) -> [usize; 2] {
-    [
-        waker.data() as usize,
-        std::ptr::from_ref(waker.vtable()) as usize,
-    ]
-}
+use super::{AtomicBool, Mutex, Ordering, fingerprint, lock};
 
 /// Rounds of polling within one poll of the task before it yields to the
 /// scheduler (so that a pair that keeps waking each other cannot starve
@@ -33,13 +32,14 @@ fn fingerprint(waker: &Waker) -> [usize; 2] {
 const MAX_ROUNDS: usize = 32;
 
 /// A boxed future run in a connection's task: its driver or its handler.
-pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type JoinTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Index of the driver, and of the handler, in [`Join`]'s arrays.
 const DRIVER: usize = 0;
 const HANDLER: usize = 1;
 
-thread_local! {
+#[cfg(not(ws_loom))]
+std::thread_local! {
     /// The join this thread is polling, if any, and the wakes raised for
     /// it from inside that poll (the driver handing the handler a message,
     /// the handler queuing an answer). Those are read next by this same
@@ -54,8 +54,17 @@ thread_local! {
     };
 }
 
+// loom's threads each get their own.
+#[cfg(ws_loom)]
+loom::thread_local! {
+    static POLLING: Polling = Polling {
+        join: Cell::new(std::ptr::null()),
+        woken: Cell::new(0),
+    };
+}
+
 struct Polling {
-    join: Cell<*const Shared>,
+    join: Cell<*const Marks>,
     /// One bit per future, by index.
     woken: Cell<u8>,
 }
@@ -74,11 +83,11 @@ impl Polling {
 /// back whichever was before, with its wakes).
 struct PollingHere<'a> {
     polling: &'a Polling,
-    before: (*const Shared, u8),
+    before: (*const Marks, u8),
 }
 
 impl<'a> PollingHere<'a> {
-    fn enter(polling: &'a Polling, shared: &Shared) -> Self {
+    fn enter(polling: &'a Polling, shared: &Marks) -> Self {
         let before = (polling.join.replace(shared), polling.woken.replace(0));
         Self { polling, before }
     }
@@ -93,7 +102,7 @@ impl Drop for PollingHere<'_> {
 
 /// What the two wakers share; itself the driver's waker.
 #[derive(Default)]
-struct Shared {
+struct Marks {
     /// The task's own waker, kept across wakes (a wake goes through it by
     /// reference), so that the task registers it again only if it changes.
     task: Mutex<Option<Waker>>,
@@ -102,7 +111,7 @@ struct Shared {
     woken: [AtomicBool; 2],
 }
 
-impl Shared {
+impl Marks {
     /// Clears a future's mark; whether it was set. A load first: on most
     /// rounds the future was not woken from outside, and a swap would take
     /// the flag's cache line each time.
@@ -140,7 +149,7 @@ impl Shared {
 
 /// The driver's waker is the shared state itself, which saves an
 /// allocation per connection; only the handler's needs one of its own.
-impl Wake for Shared {
+impl Wake for Marks {
     fn wake(self: Arc<Self>) {
         self.mark(DRIVER);
     }
@@ -151,7 +160,7 @@ impl Wake for Shared {
 }
 
 /// The handler's waker.
-struct HandlerWaker(Arc<Shared>);
+struct HandlerWaker(Arc<Marks>);
 
 impl Wake for HandlerWaker {
     fn wake(self: Arc<Self>) {
@@ -171,10 +180,10 @@ impl Wake for HandlerWaker {
 ///
 /// A struct rather than an async fn: it holds the two boxes, their wakers
 /// and two flags, and nothing else, for the connection's whole life.
-pub(crate) struct Join {
-    futures: [Option<Task>; 2],
+pub struct Join {
+    futures: [Option<JoinTask>; 2],
     wakers: [Waker; 2],
-    shared: Arc<Shared>,
+    shared: Arc<Marks>,
     /// Which task waker is kept in `shared` (the addresses
     /// `Waker::will_wake` compares), to see without the lock that the
     /// task's waker is still that one.
@@ -182,8 +191,10 @@ pub(crate) struct Join {
 }
 
 impl Join {
-    pub(crate) fn new(driver: Task, handler: Task) -> Self {
-        let shared = Arc::new(Shared::default());
+    /// Joins a connection's `driver` (from [`start`](crate::start)) and
+    /// the `handler` future that uses its [`WebSocket`](crate::WebSocket).
+    pub fn new(driver: JoinTask, handler: JoinTask) -> Self {
+        let shared = Arc::new(Marks::default());
         // Both futures are polled on the first poll.
         for woken in &shared.woken {
             woken.store(true, Ordering::Relaxed);
@@ -258,9 +269,9 @@ impl Future for Join {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wake_count::WakeCount;
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
-    use ws_tokio::wake_count::WakeCount;
 
     type Slot = Arc<Mutex<Option<Waker>>>;
 
@@ -401,5 +412,102 @@ mod tests {
             1,
             "the handler was not polled"
         );
+    }
+}
+
+/// Model-checked with loom (`scripts/loom.sh`): a wake from another thread
+/// against the task's poll, and against a change of the task's waker.
+#[cfg(all(test, ws_loom))]
+mod model {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use loom::sync::Mutex;
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::thread;
+
+    use super::Join;
+    use crate::sync::model_waker::waker;
+
+    /// Ready once `go` is set; leaves its waker in `slot` for whoever sets
+    /// it, as a driver leaves its waker with the socket.
+    struct Gate {
+        go: Arc<AtomicBool>,
+        slot: Arc<Mutex<Option<Waker>>>,
+    }
+
+    impl Future for Gate {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            *self.slot.lock().unwrap() = Some(cx.waker().clone());
+            if self.go.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    /// A join whose driver waits for a gate opened by another thread, and
+    /// whose handler is done at once.
+    fn gated() -> (Join, Arc<AtomicBool>, Arc<Mutex<Option<Waker>>>) {
+        let go = Arc::new(AtomicBool::new(false));
+        let slot = Arc::new(Mutex::new(None));
+        let driver = Gate {
+            go: go.clone(),
+            slot: slot.clone(),
+        };
+        let join = Join::new(Box::pin(driver), Box::pin(async {}));
+        (join, go, slot)
+    }
+
+    fn open(go: &AtomicBool, slot: &Mutex<Option<Waker>>) {
+        go.store(true, Ordering::Release);
+        if let Some(waker) = slot.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+
+    #[test]
+    fn a_wake_from_outside_against_the_task_s_poll_is_never_lost() {
+        loom::model(|| {
+            let (join, go, slot) = gated();
+            let mut join = Box::pin(join);
+            let (count, task) = waker();
+            let mut cx = Context::from_waker(&task);
+            assert!(join.as_mut().poll(&mut cx).is_pending());
+            let opener = thread::spawn(move || open(&go, &slot));
+            let ready = join.as_mut().poll(&mut cx).is_ready();
+            opener.join().unwrap();
+            // Pending: the wake came after this poll looked at the
+            // driver's mark, and then it woke the task.
+            assert!(ready || count.get() >= 1);
+            assert!(ready || join.as_mut().poll(&mut cx).is_ready());
+        });
+    }
+
+    #[test]
+    fn a_wake_against_a_change_of_the_task_s_waker_reaches_one_of_them() {
+        loom::model(|| {
+            let (join, go, slot) = gated();
+            let mut join = Box::pin(join);
+            let (first, first_task) = waker();
+            assert!(
+                join.as_mut()
+                    .poll(&mut Context::from_waker(&first_task))
+                    .is_pending()
+            );
+            let opener = thread::spawn(move || open(&go, &slot));
+            let (second, second_task) = waker();
+            let mut cx = Context::from_waker(&second_task);
+            let ready = join.as_mut().poll(&mut cx).is_ready();
+            opener.join().unwrap();
+            // Woken through the old waker (registered when the wake came)
+            // or the new one, or seen by the poll: never lost.
+            assert!(ready || first.get() + second.get() >= 1);
+            assert!(ready || join.as_mut().poll(&mut cx).is_ready());
+        });
     }
 }
