@@ -450,11 +450,24 @@ enum Checked {
     Data(Message),
 }
 
+/// Sorts a message for the link, refusing what the driver could not send:
+/// every send path (`send`, `try_send`, `send_many`, the `Sink`) goes
+/// through here, so an unsendable close frame is the caller's error, not a
+/// close that silently never happens.
 #[inline]
 fn checked(message: Message) -> Result<Checked, Error> {
     match message {
         message if queued_as_is(&message) => Ok(Checked::Data(message)),
-        Message::Close(frame) => Ok(Checked::Close(frame)),
+        Message::Close(frame) => {
+            // RFC 6455 section 7.4.1: 1005, 1006 and 1015 "MUST NOT be set
+            // as a status code in a Close control frame by an endpoint";
+            // section 5.5: a control frame's payload is at most 125 bytes,
+            // so a reason at most 123.
+            if let Some(frame) = &frame {
+                frame.check_sendable()?;
+            }
+            Ok(Checked::Close(frame))
+        }
         message => Err(ws_proto::SendError::ControlFrameTooLong(payload_len(&message)).into()),
     }
 }

@@ -758,3 +758,69 @@ async fn a_client_origin_or_protocol_with_cr_lf_is_refused() {
         );
     }
 }
+
+/// Issue 25, item 2: a close frame the driver could not send (a reason over
+/// 123 bytes, or code 1005, 1006 or 1015, which RFC 6455 section 7.4.1 says
+/// "MUST NOT be set as a status code in a Close control frame by an
+/// endpoint") is refused by every send path, and the connection stays
+/// open: before, it was taken, sends were marked closed, and no close frame
+/// was ever sent.
+#[tokio::test]
+async fn an_unsendable_close_frame_is_refused_by_every_send_path() {
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let handler = move |ws: WebSocket| {
+        let report = report.clone();
+        async move {
+            let bad = || {
+                [
+                    ws_server::CloseFrame::new(CloseCode::NORMAL, "x".repeat(124)),
+                    ws_server::CloseFrame::new(CloseCode(1005), ""),
+                    ws_server::CloseFrame::new(CloseCode(1006), ""),
+                    ws_server::CloseFrame::new(CloseCode(1015), ""),
+                ]
+                .map(|frame| Message::Close(Some(frame)))
+            };
+            let (mut rx, mut tx) = ws.split();
+            for message in bad() {
+                let mut outcomes = vec![format!("{:?}", tx.send(message.clone()).await)];
+                outcomes.push(format!("{:?}", tx.try_send(message.clone())));
+                let mut batch = vec![message.clone(), Message::text("after")];
+                outcomes.push(format!("{:?}", tx.send_many(&mut batch).await));
+                outcomes.push(format!("{:?}", SinkExt::send(&mut tx, message).await));
+                for outcome in outcomes {
+                    let _ = report.send(outcome);
+                }
+            }
+            tx.send(Message::text("still open")).await.unwrap();
+            tx.send(Message::Close(Some(ws_server::CloseFrame::new(
+                CloseCode::NORMAL,
+                "bye",
+            ))))
+            .await
+            .unwrap();
+            while rx.recv().await.is_some() {}
+        }
+    };
+    let (addr, _stop) = start(quiet(), handler).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let first = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first, TMessage::text("still open"));
+    match timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap() {
+        TMessage::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1000);
+            assert_eq!(frame.reason.as_str(), "bye");
+        }
+        other => panic!("{other:?}"),
+    }
+    reports.close();
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = reports.recv().await {
+        outcomes.push(outcome);
+    }
+    assert_eq!(outcomes.len(), 16);
+    for outcome in &outcomes {
+        assert!(outcome.starts_with("Err(InvalidMessage("), "{outcome}");
+    }
+}
