@@ -35,9 +35,8 @@ use crate::websocket::WebSocket;
 const READ_CHUNK: usize = 8 * 1024;
 /// Below this much room, the read buffer grows (or is compacted) first.
 const READ_MIN: usize = 1024;
-/// The most reserved for one read when a large frame is arriving: its
-/// header announced the size (within the limits), so the buffer grows once
-/// and the frame arrives in few reads.
+/// The most reserved for one read when a large frame is arriving (the
+/// buffer doubles with what has arrived, up to this much at a time).
 const READ_MAX: usize = 1 << 20;
 /// Outgoing bytes gathered into one write before the socket is written.
 const COALESCE_LIMIT: usize = 256 * 1024;
@@ -616,11 +615,18 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
         // back short shows the socket drained, and the transport clears its
         // readiness (Tokio's does) instead of the next read finding out with
         // a failed call.
+        //
+        // The room grows with the bytes that have arrived, never with what
+        // a frame's header announces: at most as much again as the buffer
+        // holds (a chunk at least). A header announcing 1 MiB followed by a
+        // stall, or by a trickle, costs a chunk or two, not 1 MiB; a large
+        // frame that does arrive doubles the buffer on its way.
         let wanted = self.conn.bytes_wanted();
         let buf = self.conn.read_buffer();
         let spare = buf.capacity() - buf.len();
         if spare < READ_MIN || spare <= wanted {
-            buf.reserve((wanted + READ_CHUNK).min(READ_MAX));
+            let grow = wanted.min(buf.len().max(READ_CHUNK));
+            buf.reserve((grow + READ_CHUNK).min(READ_MAX));
         }
         let read = pin!(self.stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
         if read.is_pending() {

@@ -166,3 +166,49 @@ async fn a_silent_connection_makes_no_buffers_and_a_keepalive_ping_gives_them_ba
     beside(driver.as_mut(), tokio::time::sleep(RELEASE_AFTER * 2)).await;
     assert_eq!(held(driver.as_mut()), (0, None, false), "given back");
 }
+
+/// Issue 25, item 3: a header announcing a large frame, followed by a stall
+/// or a trickle, does not make the driver reserve the announced size. The
+/// read buffer grows with the bytes that arrive.
+#[tokio::test]
+async fn a_large_frame_announced_then_stalled_reserves_what_arrived() {
+    let config = Config::default().max_message_size(64 << 20).max_frame_size(64 << 20);
+    let (mut client, mut ws, driver) = server_connection(Settings::default(), config).await;
+    let mut driver = pin!(driver);
+    // A masked binary frame announcing 16 MiB, then one payload byte.
+    let mut header = vec![0x82, 0xff];
+    header.extend((16u64 << 20).to_be_bytes());
+    header.extend([1, 2, 3, 4, 0]);
+    client.write_all(&header).await.unwrap();
+    let settle = tokio::time::sleep(std::time::Duration::from_millis(50));
+    beside(driver.as_mut(), settle).await;
+    let (read, _, _) = held(driver.as_mut());
+    assert!(read < 64 * 1024, "reserved {read} bytes for 15 received");
+
+    // A trickle: 200 more bytes, one write each.
+    for _ in 0..200 {
+        client.write_all(&[0]).await.unwrap();
+        beside(driver.as_mut(), tokio::task::yield_now()).await;
+    }
+    let settle = tokio::time::sleep(std::time::Duration::from_millis(50));
+    beside(driver.as_mut(), settle).await;
+    let (read, _, _) = held(driver.as_mut());
+    assert!(read < 64 * 1024, "reserved {read} bytes for 215 received");
+
+    // The frame does arrive: the buffer grows to hold it, and the message
+    // is delivered whole.
+    let mut rest = vec![0u8; (16 << 20) - 201];
+    apply_mask(&mut rest, [1, 2, 3, 4]);
+    let write = async {
+        client.write_all(&rest).await.unwrap();
+        client
+    };
+    let (message, _client) = beside(driver.as_mut(), async {
+        tokio::join!(ws.next(), write)
+    })
+    .await;
+    match message.unwrap().unwrap() {
+        Message::Binary(data) => assert_eq!(data.len(), 16 << 20),
+        other => panic!("{other:?}"),
+    }
+}
