@@ -17,6 +17,12 @@ use crate::opcode::OpCode;
 use crate::timers::{Due, Timeout, Timers};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
+/// A payload this large grows the read buffer for itself; the rest of that
+/// buffer is marked, and small payloads taken from it are copied out.
+const LARGE_PAYLOAD: usize = 64 * 1024;
+/// The largest payload copied out of a large buffer's rest.
+const COPY_OUT_MAX: usize = 4 * 1024;
+
 /// Which end of the connection this is. It decides the masking rules
 /// (RFC 6455 section 5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +70,11 @@ pub struct Connection {
     mask_keys: Option<Box<dyn MaskKeySource>>,
 
     rx: BytesMut,
+    /// `rx` is what is left of a buffer grown for a large payload, which
+    /// the application may hold: small payloads taken from it are copied
+    /// out, so that a message of a few bytes does not keep the large
+    /// buffer alive (see [`take_payload`](Self::take_payload)).
+    rx_large: bool,
     /// The header of the frame whose payload is being received.
     header: Option<FrameHeader>,
     /// How many bytes of that payload, at the front of `rx`, are already
@@ -150,6 +161,7 @@ impl ConnectionBuilder {
             config: self.config,
             mask_keys,
             rx: BytesMut::new(),
+            rx_large: false,
             header: None,
             processed: 0,
             partial: None,
@@ -410,7 +422,7 @@ impl Connection {
             if available < len {
                 return Ok(None);
             }
-            let payload = self.rx.split_to(len).freeze();
+            let payload = self.take_payload(len);
             self.header = None;
             match self.handle_frame(header, payload) {
                 Ok(Some(message)) => return Ok(Some(message)),
@@ -418,6 +430,33 @@ impl Connection {
                 Err(error) => return Err(self.fail(error)),
             }
         }
+    }
+
+    /// Takes the next `len` bytes of `rx`, a received payload.
+    ///
+    /// Shared with the read buffer, without a copy, except while `rx` is
+    /// the rest of a buffer grown for a large payload: a small payload
+    /// is then copied out, so that a 1-byte message stored by the
+    /// application does not keep a buffer of a megabyte alive. Once such a
+    /// buffer is empty, `rx` lets go of it, and the next read starts a
+    /// buffer of the usual size.
+    #[inline]
+    fn take_payload(&mut self, len: usize) -> Bytes {
+        let payload = if self.rx_large && len <= COPY_OUT_MAX {
+            let payload = Bytes::copy_from_slice(&self.rx[..len]);
+            self.rx.advance(len);
+            payload
+        } else {
+            self.rx.split_to(len).freeze()
+        };
+        if len >= LARGE_PAYLOAD {
+            self.rx_large = true;
+        }
+        if self.rx_large && self.rx.is_empty() {
+            self.rx = BytesMut::new();
+            self.rx_large = false;
+        }
+        payload
     }
 
     /// The common case, taken whole in one step: a short text or binary
@@ -464,7 +503,7 @@ impl Connection {
                 return Some(Err(self.fail(ProtocolError::InvalidUtf8)));
             }
         }
-        let payload = self.rx.split_to(len).freeze();
+        let payload = self.take_payload(len);
         Some(Ok(if text {
             Message::Text(Utf8Bytes::from_validated(payload))
         } else {

@@ -675,4 +675,34 @@ mod idle_memory {
         conn.release_idle_buffers();
         assert_eq!(conn.read_buffer().capacity(), 0);
     }
+
+    /// Issue 25, item 4: a small message received after a large one, from
+    /// the same read, does not share (and keep alive) the large message's
+    /// buffer; each small one before the large frame may.
+    #[test]
+    fn a_small_message_after_a_large_one_holds_no_large_buffer() {
+        let mut conn = server();
+        let mut wire = client_frame(true, 0x2, &[7; 200_000]);
+        wire.extend(client_frame(true, 0x1, b"x"));
+        wire.extend(client_frame(true, 0x2, &[9; 3]));
+        let messages = receive(&mut conn, &wire).unwrap();
+        let [
+            Message::Binary(large),
+            Message::Text(small),
+            Message::Binary(tiny),
+        ] = &messages[..]
+        else {
+            panic!("{messages:?}")
+        };
+        let large_buffer = large.as_ptr() as usize..large.as_ptr() as usize + wire.len();
+        for (name, payload) in [("text", small.as_bytes()), ("binary", &tiny[..])] {
+            assert!(
+                !large_buffer.contains(&(payload.as_ptr() as usize)),
+                "the small {name} message points into the large buffer"
+            );
+        }
+        assert_eq!((small.as_str(), &tiny[..]), ("x", &[9u8; 3][..]));
+        // The rest of the large buffer was let go once empty.
+        assert_eq!(conn.read_buffer().capacity(), 0);
+    }
 }

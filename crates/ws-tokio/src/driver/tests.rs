@@ -172,7 +172,9 @@ async fn a_silent_connection_makes_no_buffers_and_a_keepalive_ping_gives_them_ba
 /// read buffer grows with the bytes that arrive.
 #[tokio::test]
 async fn a_large_frame_announced_then_stalled_reserves_what_arrived() {
-    let config = Config::default().max_message_size(64 << 20).max_frame_size(64 << 20);
+    let config = Config::default()
+        .max_message_size(64 << 20)
+        .max_frame_size(64 << 20);
     let (mut client, mut ws, driver) = server_connection(Settings::default(), config).await;
     let mut driver = pin!(driver);
     // A masked binary frame announcing 16 MiB, then one payload byte.
@@ -203,10 +205,8 @@ async fn a_large_frame_announced_then_stalled_reserves_what_arrived() {
         client.write_all(&rest).await.unwrap();
         client
     };
-    let (message, _client) = beside(driver.as_mut(), async {
-        tokio::join!(ws.next(), write)
-    })
-    .await;
+    let (message, _client) =
+        beside(driver.as_mut(), async { tokio::join!(ws.next(), write) }).await;
     match message.unwrap().unwrap() {
         Message::Binary(data) => assert_eq!(data.len(), 16 << 20),
         other => panic!("{other:?}"),
