@@ -54,7 +54,9 @@ async fn main() -> std::io::Result<()> {
 
     // Broadcast connections are mostly idle and small: allow more of them
     // than the default 10 000.
+    // Only pages served by this host may connect (see echo_server.rs).
     Server::builder()
+        .same_origin()
         .max_connections(50_000)
         .serve(handler, addr)
         .with_graceful_shutdown(ws_examples::shutdown_signal())

@@ -50,7 +50,10 @@ async fn main() -> ExitCode {
         }
     };
 
-    let mut server = Server::builder();
+    // Browsers send cookies with a WebSocket handshake whatever page opens
+    // it: only pages served by this host may connect (others get 403);
+    // clients that are not browsers send no Origin and are let in.
+    let mut server = Server::builder().same_origin();
     match (cert, key) {
         (Some(cert), Some(key)) => match TlsConfig::from_pem_files(&cert, &key) {
             Ok(tls) => server = server.tls(tls),

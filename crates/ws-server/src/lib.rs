@@ -49,7 +49,6 @@
 mod hub;
 mod outbox;
 mod server;
-mod stop;
 mod tasks;
 #[cfg(feature = "tls")]
 mod tls;

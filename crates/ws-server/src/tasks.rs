@@ -1,164 +1,85 @@
-//! The server's tasks: counted, so that a shutdown can wait for them and the
-//! connection limit can be checked, and aborted together when the server
-//! stops.
+//! The server's tasks: a `JoinSet`, so that a shutdown can wait for them
+//! and abort the rest together, and a count of the connections among them
+//! for the connection limit.
 //!
-//! A `JoinSet` would do all of this, but it keeps an entry of its own for
-//! each task (56 bytes, one allocation), which an idle connection would pay
-//! for its whole life. Here a task costs a slot in a vector (its abort
-//! handle), and it frees the slot itself as it ends.
+//! A hand-written table of abort handles stood here before, to spare each
+//! connection the `JoinSet`'s entry. Measured against this one, with 5 000
+//! idle connections in interleaved pairs, it saved 35 bytes per connection
+//! (1 968 to 2 000 bytes each against 1 989 to 2 047: 1.7%), and nothing in
+//! instructions per message or handshakes per second: not enough for
+//! synchronisation of our own.
 
 use std::future::Future;
-use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use tokio::task::{JoinError, JoinSet};
 
 /// The server's side: spawns, counts and aborts. Aborts every task still
 /// running when dropped, as the server's accept loop ends or is dropped.
 #[derive(Default)]
 pub(crate) struct Tasks {
-    inner: Arc<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    state: Mutex<State>,
-    /// Notified when the last task ends.
-    idle: Notify,
-}
-
-#[derive(Default)]
-struct State {
-    /// Indexed by [`Tracked::slot`].
-    slots: Vec<Slot>,
-    /// Slots to reuse.
-    free: Vec<u32>,
-    /// Tasks spawned that have not ended.
-    live: usize,
-    /// Of those, connections (a busy answer is not one).
-    connections: usize,
-}
-
-enum Slot {
-    Free,
-    /// A task that has not ended; its abort handle once spawned, until
-    /// taken to abort it.
-    Taken(Option<AbortHandle>),
+    set: JoinSet<()>,
+    connections: Arc<AtomicUsize>,
 }
 
 /// Held by a task for its whole life: dropped with the task's future, as it
-/// ends or is aborted, it frees the task's slot.
+/// ends or is aborted, it takes a connection off the count.
 pub(crate) struct Tracked {
-    inner: Arc<Inner>,
-    slot: u32,
-    connection: bool,
+    connections: Option<Arc<AtomicUsize>>,
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        crate::lock(&self.state)
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(connections) = &self.connections {
+            connections.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl Tasks {
     /// Spawns the future `make` builds around the task's [`Tracked`], which
     /// the future must hold until it ends. `connection`: counted against
-    /// the connection limit.
-    pub(crate) fn spawn<F>(&self, connection: bool, make: impl FnOnce(Tracked) -> F)
+    /// the connection limit (an answer of 503 is not).
+    pub(crate) fn spawn<F>(&mut self, connection: bool, make: impl FnOnce(Tracked) -> F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let slot = {
-            let mut state = self.inner.lock();
-            state.live += 1;
-            state.connections += usize::from(connection);
-            match state.free.pop() {
-                Some(slot) => {
-                    state.slots[slot as usize] = Slot::Taken(None);
-                    slot
-                }
-                None => {
-                    state.slots.push(Slot::Taken(None));
-                    u32::try_from(state.slots.len() - 1).expect("fewer than 2^32 tasks")
-                }
-            }
-        };
-        let tracked = Tracked {
-            inner: self.inner.clone(),
-            slot,
-            connection,
-        };
-        let handle = tokio::spawn(make(tracked)).abort_handle();
-        // The task may have ended already, and freed its slot: only this
-        // loop takes slots, so a free slot is still free here.
-        if let Slot::Taken(empty) = &mut self.inner.lock().slots[slot as usize] {
-            *empty = Some(handle);
+        if connection {
+            self.connections.fetch_add(1, Ordering::Relaxed);
         }
+        let tracked = Tracked {
+            connections: connection.then(|| self.connections.clone()),
+        };
+        self.set.spawn(make(tracked));
     }
 
     /// Connections open, their handshakes included.
     pub(crate) fn connections(&self) -> usize {
-        self.inner.lock().connections
+        self.connections.load(Ordering::Relaxed)
     }
 
-    /// Tasks that have not ended.
+    /// Tasks not yet reaped.
     pub(crate) fn len(&self) -> usize {
-        self.inner.lock().live
+        self.set.len()
     }
 
-    /// Completes once no task is left.
-    pub(crate) async fn idle(&self) {
-        loop {
-            let mut notified = pin!(self.inner.idle.notified());
-            // Registered before the count is read, so that the last task
-            // ending in between is not missed.
-            notified.as_mut().enable();
-            if self.len() == 0 {
-                return;
-            }
-            notified.await;
-        }
+    /// Reaps the next task to end; `None` when there is none. Cancel-safe:
+    /// the accept loop waits on it beside `accept`, so that a task's memory
+    /// goes as soon as it ends.
+    pub(crate) async fn reap(&mut self) -> Option<Result<(), JoinError>> {
+        self.set.join_next().await
+    }
+
+    /// Completes once every task has ended.
+    pub(crate) async fn idle(&mut self) {
+        while self.set.join_next().await.is_some() {}
     }
 
     /// Aborts every task still running: each is dropped the next time the
     /// runtime gets to it, without being polled again.
-    pub(crate) fn abort_all(&self) {
-        let handles: Vec<AbortHandle> = self
-            .inner
-            .lock()
-            .slots
-            .iter_mut()
-            .filter_map(|slot| match slot {
-                Slot::Taken(handle) => handle.take(),
-                Slot::Free => None,
-            })
-            .collect();
-        handles.iter().for_each(AbortHandle::abort);
-    }
-}
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        self.abort_all();
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        let handle = {
-            let mut state = self.inner.lock();
-            state.live -= 1;
-            state.connections -= usize::from(self.connection);
-            state.free.push(self.slot);
-            let slot = std::mem::replace(&mut state.slots[self.slot as usize], Slot::Free);
-            if state.live == 0 {
-                self.inner.idle.notify_waiters();
-            }
-            slot
-        };
-        // The task's own handle, dropped once the lock is released.
-        drop(handle);
+    pub(crate) fn abort_all(&mut self) {
+        self.set.abort_all();
     }
 }
 
@@ -168,12 +89,11 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::oneshot;
 
-    /// Slots are freed by the tasks as they end and reused; `idle`
-    /// completes once the last one ends; an aborted task frees its slot
-    /// too.
+    /// Connections are counted until their task ends, aborted or not; an
+    /// answer of 503 is a task but not a connection.
     #[tokio::test]
-    async fn tasks_free_their_slots_and_abort_reaches_the_rest() {
-        let tasks = Tasks::default();
+    async fn connections_are_counted_until_their_task_ends() {
+        let mut tasks = Tasks::default();
         let (done_tx, done_rx) = oneshot::channel::<()>();
         tasks.spawn(true, |tracked| async move {
             let _tracked = tracked;
@@ -186,22 +106,15 @@ mod tests {
         assert_eq!((tasks.len(), tasks.connections()), (2, 1));
 
         done_tx.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while tasks.len() != 1 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .unwrap();
-        assert_eq!(tasks.connections(), 0);
-        assert_eq!(tasks.inner.lock().free, [0], "the ended task's slot");
+        let reaped = tokio::time::timeout(Duration::from_secs(10), tasks.reap()).await;
+        assert!(matches!(reaped, Ok(Some(Ok(())))));
+        assert_eq!((tasks.len(), tasks.connections()), (1, 0));
 
         tasks.spawn(true, |tracked| async move {
             let _tracked = tracked;
             std::future::pending::<()>().await;
         });
-        assert_eq!(tasks.inner.lock().slots.len(), 2, "the free slot reused");
-
+        assert_eq!(tasks.connections(), 1);
         tasks.abort_all();
         tokio::time::timeout(Duration::from_secs(10), tasks.idle())
             .await

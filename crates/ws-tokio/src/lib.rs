@@ -53,6 +53,6 @@ pub use feed::{AttachError, Doorbell, Feed, FrameSink};
 pub use handshake::Handshake;
 pub use inline::{MessageHandler, Reply};
 pub use settings::Settings;
-pub use sync::{Join, JoinTask};
+pub use sync::{Join, JoinTask, Stop, Stopped};
 pub use transport::Transport;
 pub use websocket::{WebSocket, WebSocketReceiver, WebSocketSender};

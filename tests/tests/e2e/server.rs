@@ -824,3 +824,27 @@ async fn an_unsendable_close_frame_is_refused_by_every_send_path() {
         assert!(outcome.starts_with("Err(InvalidMessage("), "{outcome}");
     }
 }
+
+/// Issue 25, item 16: `same_origin()` lets in pages served by the host the
+/// request was sent to, and clients that are not browsers (no `Origin`),
+/// and answers 403 to a page on another site, which would otherwise act
+/// with its visitors' cookies (cross-site WebSocket hijacking).
+#[tokio::test]
+async fn same_origin_refuses_pages_of_other_sites() {
+    let (addr, _stop) = start(quiet().same_origin(), echo).await;
+    let host = format!("localhost:{}", addr.port());
+    let request = |origin: &str| {
+        upgrade_request(origin).replace("Host: localhost\r\n", &format!("Host: {host}\r\n"))
+    };
+    let evil = request("Origin: https://evil.example\r\n");
+    let response = raw_request(addr, &evil).await;
+    assert!(response.starts_with("HTTP/1.1 403 "), "{response}");
+    let lookalike = request(&format!("Origin: http://{host}.evil.example\r\n"));
+    assert!(
+        raw_request(addr, &lookalike)
+            .await
+            .starts_with("HTTP/1.1 403 ")
+    );
+    raw_upgrade(addr, &request(&format!("Origin: http://{host}\r\n"))).await;
+    raw_upgrade(addr, &request("")).await;
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use http::{StatusCode, header};
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
@@ -21,8 +21,8 @@ use ws_proto::{
 
 use ws_tokio::{Handshake, Transport};
 
-use crate::stop::Stopped;
 use crate::tasks::Tracked;
+use ws_tokio::Stopped;
 use ws_tokio::{Join, JoinTask as Task};
 
 use super::{Accept, Handler, HandshakeRequest, ServerBuilder, Shared};
@@ -244,11 +244,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     // RFC 6455 section 10.2: servers that are not intended to process input
     // from any web page "SHOULD verify the |Origin| field".
-    if let (Some(allowed), Some(origin)) = (
-        &builder.allowed_origins,
-        request.headers().get(header::ORIGIN),
-    ) && !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes())
-    {
+    if !builder.origins.allows(request.headers()) {
         let rejection = Rejection::new(StatusCode::FORBIDDEN).body("origin not allowed\n");
         return reject(stream, rejection).await;
     }

@@ -17,13 +17,15 @@ use tracing::Instrument;
 use ws_proto::{Config, Rejection, RequestLimits};
 use ws_tokio::{MessageHandler, Settings, WebSocket};
 
-use crate::stop::Stop;
 use crate::tasks::Tasks;
 use ws_tokio::JoinTask as Task;
+use ws_tokio::Stop;
 
 mod connection;
+mod origin;
 
 use connection::ConnectionTask;
+use origin::OriginPolicy;
 
 /// Accepts or rejects an upgrade request; see [`ServerBuilder::on_handshake`].
 pub type HandshakeResult = Result<Accept, Rejection>;
@@ -152,7 +154,7 @@ pub struct ServerBuilder {
     shutdown_timeout: Duration,
     settings: Settings,
     max_connections: usize,
-    allowed_origins: Option<Vec<String>>,
+    origins: OriginPolicy,
     protocols: Vec<String>,
     health_check: Option<String>,
     hook: Option<Hook>,
@@ -185,7 +187,7 @@ impl Server {
             shutdown_timeout: Duration::from_secs(10),
             settings: Settings::default(),
             max_connections: 10_000,
-            allowed_origins: None,
+            origins: OriginPolicy::Unset,
             protocols: Vec::new(),
             health_check: None,
             hook: None,
@@ -284,13 +286,38 @@ impl ServerBuilder {
 
     /// Only accept browsers from these origins (exact match on the `Origin`
     /// header, such as `https://example.com`); others get 403. Requests
-    /// without `Origin` (non-browser clients) are accepted. Default: any.
+    /// without `Origin` (non-browser clients) are accepted.
+    ///
+    /// With no `Origin` policy (the default) any page a browser visits can
+    /// open a connection carrying its visitor's cookies (cross-site
+    /// WebSocket hijacking), and the server logs a warning at start-up:
+    /// choose this, [`same_origin`](Self::same_origin), or
+    /// [`any_origin`](Self::any_origin).
     pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self.origins = OriginPolicy::Allowed(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Only accept browsers on pages served by this same host: the
+    /// `Origin` header must name the host and port the request was sent to
+    /// (its `Host` header, the scheme's default port implied); others get
+    /// 403. Requests without `Origin` (non-browser clients) are accepted.
+    /// The safe choice for a server whose connections rely on cookies.
+    pub fn same_origin(mut self) -> Self {
+        self.origins = OriginPolicy::Same;
+        self
+    }
+
+    /// Accept pages from any origin, on purpose: for servers whose
+    /// connections authenticate with something a page on another site
+    /// cannot send (a token in the URL or the first message), not with
+    /// cookies. Silences the start-up warning.
+    pub fn any_origin(mut self) -> Self {
+        self.origins = OriginPolicy::Any;
         self
     }
 
@@ -555,12 +582,16 @@ async fn run(serve: Serve) -> io::Result<()> {
     let stop = Arc::new(Stop::default());
     // Aborts the connections still open when dropped: at the end of this
     // function, or when the server's future is dropped.
-    let tasks = Tasks::default();
+    let mut tasks = Tasks::default();
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
+    shared.builder.origins.warn_if_unset();
 
     loop {
         tokio::select! {
             () = &mut signal => break,
+            // Ended tasks are reaped as they end, so that their memory goes
+            // at once (a connection task catches its own panics).
+            Some(_) = tasks.reap(), if tasks.len() > 0 => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,

@@ -50,10 +50,12 @@ mod link;
 #[cfg(all(test, ws_loom))]
 mod model_waker;
 mod signal;
+mod stop;
 
 pub use join::{Join, JoinTask};
 pub(crate) use link::{Batch, Command, Link, Received, Room, payload_len};
 pub(crate) use signal::Signal;
+pub use stop::{Stop, Stopped};
 
 /// Locks one of the connection's short critical sections (the link's
 /// queues, the driver's signal, the outbox's queue).
