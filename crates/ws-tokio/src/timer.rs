@@ -51,11 +51,19 @@ impl Timer {
         if !*this.armed {
             return false;
         }
+        // Elapsed is read before any poll: a poll of the sleep counts
+        // against the task's budget of work, and a task that spent it on
+        // a peer that keeps sending would never see its deadline pass.
+        if this.sleep.is_elapsed() {
+            *this.armed = false;
+            *this.registered = None;
+            return true;
+        }
         let registered = this
             .registered
             .as_ref()
             .is_some_and(|waker| waker.will_wake(cx.waker()));
-        if registered && !this.sleep.is_elapsed() {
+        if registered {
             // Polled before with this waker, which the sleep will wake.
             return false;
         }

@@ -848,3 +848,53 @@ async fn same_origin_refuses_pages_of_other_sites() {
     raw_upgrade(addr, &request(&format!("Origin: http://{host}\r\n"))).await;
     raw_upgrade(addr, &request("")).await;
 }
+
+/// Issue 25, item 5: the close deadline fires against a peer that ignores
+/// our close frame, whether it stays quiet or keeps the socket readable
+/// with a flood of pings (before, the deadline was looked at only when a
+/// read found nothing, and a task that spent its budget on reads never saw
+/// it pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_close_timeout_fires_against_a_peer_that_ignores_our_close() {
+    let handler = |ws: WebSocket| async move {
+        let _ = ws.close(CloseCode::NORMAL, "bye").await;
+    };
+    let builder = quiet().close_timeout(Duration::from_millis(300));
+    let (addr, _stop) = start(builder, handler).await;
+    for flood in [false, true] {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut stream, upgrade_request("").as_bytes()).unwrap();
+        let reader = stream.try_clone().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // Reads until the server drops the connection.
+        std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut buf = [0u8; 4096];
+            while matches!(std::io::Read::read(&mut reader, &mut buf), Ok(1..)) {}
+            let _ = done_tx.send(());
+        });
+        if flood {
+            // Masked pings with a 4-byte payload, back to back, written
+            // from a thread of their own until the server is gone.
+            let ping = [0x89, 0x84, 1, 2, 3, 4, 1, 2, 3, 4];
+            let chunk: Vec<u8> = ping
+                .iter()
+                .copied()
+                .cycle()
+                .take(ping.len() * 6000)
+                .collect();
+            let mut writer = stream.try_clone().unwrap();
+            std::thread::spawn(
+                move || while std::io::Write::write_all(&mut writer, &chunk).is_ok() {},
+            );
+        }
+        let ended = tokio::task::spawn_blocking(move || done_rx.recv_timeout(LIMIT))
+            .await
+            .unwrap();
+        assert!(
+            ended.is_ok(),
+            "flood {flood}: the server never dropped the connection"
+        );
+        drop(stream);
+    }
+}

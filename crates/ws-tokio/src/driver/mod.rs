@@ -124,6 +124,17 @@ enum Io {
     Read(usize),
 }
 
+/// What [`Inner::poll_deadlines`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadlines {
+    /// Nothing was due.
+    Quiet,
+    /// Something was due and was done: look at everything again.
+    Acted,
+    /// The open connection is over: the driver moved to another phase.
+    Ended,
+}
+
 /// The application's command queue, as the driver last found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commands {
@@ -391,6 +402,13 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                         return Poll::Ready(());
                     }
                 }
+                // The deadlines and the shutdown are looked at on every
+                // pass, not only once the socket has nothing: a peer that
+                // keeps sending (while we wait for its close frame, say)
+                // must not starve them (issue 25, item 5).
+                if self.poll_deadlines(cx, timer.as_mut(), shutdown.as_mut()) == Deadlines::Ended {
+                    return Poll::Ready(());
+                }
                 continue;
             }
             if self.commands == Commands::Waiting && self.work.out_len() < COALESCE_LIMIT {
@@ -415,49 +433,66 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                 self.feed_pending = true;
                 continue;
             }
-            let core_deadline = self.conn.poll_timeout().map(Instant::from_std);
-            let deadline = match (core_deadline, self.release_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            timer.as_mut().arm(deadline);
-            if timer.as_mut().poll_fired(cx) {
-                let now = Instant::now();
-                if self.release_at.is_some_and(|d| d <= now) {
-                    self.release_at = None;
-                    self.release_idle_buffers();
-                }
-                match self.conn.handle_timeout(now.into_std()) {
-                    Some(Timeout::Close) => {
-                        tracing::debug!("close timeout: the peer did not answer the close frame");
-                        self.finish(timer);
-                        return Poll::Ready(());
-                    }
-                    Some(Timeout::Keepalive) => {
-                        tracing::debug!("keepalive ping timed out");
-                        self.failure = Some(Box::new(Error::KeepaliveTimeout));
-                        self.link.shared().record_initiated_close();
-                        self.conn.poll_transmit(&mut self.work.out().tail);
-                        self.enter(Phase::Flush, timer);
-                        return Poll::Ready(());
-                    }
-                    _ => {}
-                }
-                if let Some(rtt) = self.conn.rtt() {
-                    self.link.shared().record_rtt(rtt);
-                }
-                continue;
-            }
-            if let Some(signal) = shutdown.as_mut().as_pin_mut()
-                && signal.poll(cx).is_ready()
-            {
-                shutdown.set(None);
-                let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
-                let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
-                continue;
+            match self.poll_deadlines(cx, timer.as_mut(), shutdown.as_mut()) {
+                Deadlines::Quiet => {}
+                Deadlines::Acted => continue,
+                Deadlines::Ended => return Poll::Ready(()),
             }
             return Poll::Pending;
         }
+    }
+
+    /// Fires what is due: the core's deadlines (keepalive, close), the
+    /// release of idle buffers, and the server's shutdown. Each is an
+    /// atomic load or two while nothing is due.
+    fn poll_deadlines<F: Future<Output = ()>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut timer: Pin<&mut Timer>,
+        mut shutdown: Pin<&mut Option<F>>,
+    ) -> Deadlines {
+        let core_deadline = self.conn.poll_timeout().map(Instant::from_std);
+        let deadline = match (core_deadline, self.release_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        timer.as_mut().arm(deadline);
+        if timer.as_mut().poll_fired(cx) {
+            let now = Instant::now();
+            if self.release_at.is_some_and(|d| d <= now) {
+                self.release_at = None;
+                self.release_idle_buffers();
+            }
+            match self.conn.handle_timeout(now.into_std()) {
+                Some(Timeout::Close) => {
+                    tracing::debug!("close timeout: the peer did not answer the close frame");
+                    self.finish(timer);
+                    return Deadlines::Ended;
+                }
+                Some(Timeout::Keepalive) => {
+                    tracing::debug!("keepalive ping timed out");
+                    self.failure = Some(Box::new(Error::KeepaliveTimeout));
+                    self.link.shared().record_initiated_close();
+                    self.conn.poll_transmit(&mut self.work.out().tail);
+                    self.enter(Phase::Flush, timer);
+                    return Deadlines::Ended;
+                }
+                _ => {}
+            }
+            if let Some(rtt) = self.conn.rtt() {
+                self.link.shared().record_rtt(rtt);
+            }
+            return Deadlines::Acted;
+        }
+        if let Some(signal) = shutdown.as_mut().as_pin_mut()
+            && signal.poll(cx).is_ready()
+        {
+            shutdown.set(None);
+            let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
+            let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
+            return Deadlines::Acted;
+        }
+        Deadlines::Quiet
     }
 
     /// Decodes received bytes into messages for the application, answering

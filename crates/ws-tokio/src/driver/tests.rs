@@ -212,3 +212,70 @@ async fn a_large_frame_announced_then_stalled_reserves_what_arrived() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A peer that never stops sending: every read is ready with masked pings,
+/// and, like a Tokio socket, each read spends the task's budget of work,
+/// so that a task that keeps reading is made to yield.
+struct PingFlood {
+    /// Where the next read starts in the endless run of pings.
+    at: usize,
+}
+
+impl tokio::io::AsyncRead for PingFlood {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        const PING: [u8; 10] = [0x89, 0x84, 1, 2, 3, 4, 1, 2, 3, 4];
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let n = buf.remaining().min(4096);
+        for _ in 0..n {
+            buf.put_slice(&[PING[self.at % PING.len()]]);
+            self.at += 1;
+        }
+        coop.made_progress();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for PingFlood {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for PingFlood {}
+
+/// Issue 25, item 5. RFC 6455 section 7.1.1: after sending a close frame
+/// an endpoint waits for the peer's; ours waits at most `close_timeout`,
+/// and that deadline fires even while the peer keeps the socket readable.
+/// Before, the deadline was looked at only once a read found nothing, and
+/// a poll of the timer after the reads had spent the task's budget never
+/// saw it pass: the driver read pings forever.
+#[tokio::test]
+async fn section_7_1_1_the_close_deadline_fires_while_the_peer_floods() {
+    let config = Config::default().close_timeout(std::time::Duration::from_millis(200));
+    let conn = Connection::new(Role::Server, config);
+    let settings = Arc::new(Settings::default());
+    let handshake = Handshake::new(http::Request::new(()));
+    let flood = PingFlood { at: 0 };
+    let (ws, driver) = open(flood, conn, handshake, &settings, std::future::pending());
+    let (_rx, tx) = ws.split();
+    tx.close(CloseCode::NORMAL, "bye").unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), driver).await;
+    assert!(
+        ended.is_ok(),
+        "the driver never gave up waiting for the close"
+    );
+}
