@@ -357,14 +357,47 @@ async fn slow_consumer_disconnect_evicts_only_the_stalled_client() {
         slow_consumer_case(SlowConsumer::Disconnect(CloseCode::TRY_AGAIN_LATER)).await;
     assert_eq!(received, 2400);
     until_members(&hub, "/feed", 1).await;
-    // The server dropped the connection: reading now ends (what the kernel
-    // had buffered, then end of stream or a reset).
-    let drained = timeout(LIMIT, async {
-        let mut sink = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut sink).await
-    })
+    // The server drops the connection: reading now ends, once what was on
+    // its way has arrived.
+    let mut received = Vec::new();
+    let drained = timeout(
+        LIMIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut received),
+    )
     .await;
     assert!(drained.is_ok(), "the evicted connection stayed open");
+    // Issue 25, item 8: what arrived is whole frames, the last of them the
+    // close frame with the policy's code. Before, the output was discarded
+    // in the middle of a frame and the close frame landed in its payload.
+    let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let frames = whole_frames(&received[head..]);
+    let (opcode, payload) = frames.last().expect("a close frame");
+    assert_eq!(*opcode, 0x8, "the last frame is the close");
+    assert_eq!(&payload[..2], &1013u16.to_be_bytes());
+    assert!(frames[..frames.len() - 1].iter().all(|(op, _)| *op == 0x2));
+}
+
+/// Splits unmasked server frames, checking that `bytes` is a run of whole
+/// frames: their opcodes and payloads.
+fn whole_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        assert!(bytes.len() >= 2, "a frame cut in its header");
+        let (opcode, len7) = (bytes[0] & 0x0f, usize::from(bytes[1] & 0x7f));
+        assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
+        let (len, start) = match len7 {
+            126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 => (
+                usize::try_from(u64::from_be_bytes(bytes[2..10].try_into().unwrap())).unwrap(),
+                10,
+            ),
+            len => (len, 2),
+        };
+        assert!(bytes.len() >= start + len, "a frame cut in its payload");
+        frames.push((opcode, bytes[start..start + len].to_vec()));
+        bytes = &bytes[start + len..];
+    }
+    frames
 }
 
 #[tokio::test]

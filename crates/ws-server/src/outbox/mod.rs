@@ -100,7 +100,11 @@ pub enum SlowConsumer {
     DropOldest,
     /// Disconnect the recipient: its queue is discarded, the close frame is
     /// tried with this code (1008 Policy Violation, or 1013 Try Again
-    /// Later), and the connection is dropped without waiting for it.
+    /// Later) after the frames already in the connection's output (bounded:
+    /// about 256 KiB, or one large frame; the one being written is never
+    /// cut short), and
+    /// the connection is dropped without waiting for the answer; within
+    /// the close timeout in all.
     Disconnect(CloseCode),
 }
 

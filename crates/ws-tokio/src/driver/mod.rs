@@ -347,18 +347,18 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
             }
             // 2b. Take broadcast frames while the output has room.
             if let Err(code) = self.take_broadcasts() {
-                // A slow consumer to disconnect: what it has not taken is
-                // discarded, and the close frame is tried once, without
-                // waiting on a peer that is not reading.
+                // A slow consumer to disconnect: what its feed still holds
+                // is discarded (the feed did), and the close frame goes
+                // after what is already in the output, the frame being
+                // written included: cut short, its payload would swallow
+                // the close frame (issue 25, item 8). The output is
+                // bounded, and the flush by the close timeout.
                 tracing::debug!(%code, "slow consumer: disconnecting");
-                let out = self.work.out();
-                out.clear();
                 let frame = CloseFrame::new(code, "slow consumer");
-                let _ = self.conn.close(Some(frame), &mut out.tail);
-                let _ = out.poll_write(&mut self.stream, cx);
+                let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
                 self.link.shared().record_initiated_close();
                 self.failure = Some(Box::new(Error::Evicted(code)));
-                self.finish(timer);
+                self.enter(Phase::Flush, timer);
                 return Poll::Ready(());
             }
             if self.conn.is_awaiting_close() {
