@@ -77,21 +77,34 @@ pub enum AppError {
 /// The delay before retry `n` (1, 2, ...) is `initial_delay * 2^(n-1)`,
 /// capped at `max_delay`, then multiplied by a random factor between 0.5
 /// and 1 so that many clients of one server do not retry in step. The count
-/// starts again after every successful connection.
+/// starts again only after a connection that stayed open for
+/// `stable_after`: a server that accepts and closes at once (overloaded,
+/// or refusing this client) is retried ever more slowly, not every second
+/// forever.
+///
+/// A server that closes with 1008 (Policy Violation) or 1003 (Unsupported
+/// Data) has refused this client, and another try would be refused alike:
+/// those codes end [`App::run_forever`] by default
+/// ([`fatal_close_codes`](Self::fatal_close_codes)).
 #[derive(Debug, Clone)]
 pub struct Reconnect {
     initial_delay: Duration,
     max_delay: Duration,
     max_retries: Option<u32>,
+    stable_after: Duration,
+    fatal_close_codes: Vec<CloseCode>,
 }
 
 impl Default for Reconnect {
-    /// 1 s initial delay, 30 s at most, retrying forever.
+    /// 1 s initial delay, 30 s at most, retrying forever; the count starts
+    /// again after 10 s of a connection; 1008 and 1003 are fatal.
     fn default() -> Self {
         Self {
             initial_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(30),
             max_retries: None,
+            stable_after: Duration::from_secs(10),
+            fatal_close_codes: vec![CloseCode::POLICY_VIOLATION, CloseCode::UNSUPPORTED_DATA],
         }
     }
 }
@@ -115,8 +128,25 @@ impl Reconnect {
     }
 
     /// Gives up after this many retries in a row; default `None`, never.
+    /// Retries in a row are those not separated by a connection that stayed
+    /// open for [`stable_after`](Self::stable_after).
     pub fn max_retries(mut self, retries: Option<u32>) -> Self {
         self.max_retries = retries;
+        self
+    }
+
+    /// How long a connection must stay open for the count of retries (and
+    /// so the delay) to start again; default 10 s.
+    pub fn stable_after(mut self, uptime: Duration) -> Self {
+        self.stable_after = uptime;
+        self
+    }
+
+    /// Close codes from the server that end the app instead of a
+    /// reconnect; default 1008 (Policy Violation) and 1003 (Unsupported
+    /// Data). Empty: reconnect whatever the code.
+    pub fn fatal_close_codes(mut self, codes: impl IntoIterator<Item = CloseCode>) -> Self {
+        self.fatal_close_codes = codes.into_iter().collect();
         self
     }
 
@@ -178,7 +208,8 @@ impl App {
     }
 
     /// Reconnects after network errors, 5xx answers and connections that
-    /// end without this end closing them. A 4xx answer stays fatal.
+    /// end without this end closing them. A 4xx answer stays fatal, and so
+    /// do the policy's fatal close codes (1008 and 1003 by default).
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.reconnect = Some(policy);
         self
@@ -218,7 +249,7 @@ impl App {
                     if retry { Err(error) } else { return Err(error) }
                 }
                 Ok((ws, _response)) => {
-                    retries = 0;
+                    let opened_at = tokio::time::Instant::now();
                     let (mut receiver, sender) = ws.split();
                     if opened_before {
                         tracing::debug!("reconnected");
@@ -242,13 +273,28 @@ impl App {
                         callbacks.on_error(error);
                     }
                     let frame = receiver.close_frame();
-                    callbacks.on_close(
-                        frame.map(|f| f.code),
-                        frame.map(|f| f.reason.as_str()).unwrap_or(""),
-                    );
+                    let code = frame.map(|f| f.code);
+                    callbacks.on_close(code, frame.map(|f| f.reason.as_str()).unwrap_or(""));
+                    // Only a connection that stayed up a while starts the
+                    // count of retries again (issue 25, item 6).
+                    if let Some(policy) = &self.reconnect
+                        && opened_at.elapsed() >= policy.stable_after
+                    {
+                        retries = 0;
+                    }
                     match failure {
                         Some(error) => Err(error),
                         None if receiver.initiated_close() => return Ok(()),
+                        None if self.reconnect.as_ref().is_some_and(|policy| {
+                            code.is_some_and(|code| policy.fatal_close_codes.contains(&code))
+                        }) =>
+                        {
+                            tracing::debug!(
+                                ?code,
+                                "the server refused this client: not reconnecting"
+                            );
+                            return Ok(());
+                        }
                         None => Ok(()),
                     }
                 }

@@ -832,3 +832,109 @@ async fn ws_server_and_tungstenite_client_still_agree() {
     }
     let _ = tungstenite::Error::ConnectionClosed;
 }
+
+/// Counts connections opened and closes seen; never sends.
+#[derive(Default)]
+struct Counter {
+    opens: usize,
+    closes: Vec<Option<CloseCode>>,
+}
+
+impl Callbacks for Counter {
+    fn on_open(&mut self, _sender: &WebSocketSender) {
+        self.opens += 1;
+    }
+    fn on_close(&mut self, code: Option<CloseCode>, _reason: &str) {
+        self.closes.push(code);
+    }
+}
+
+/// A ws-server that closes every connection at once with `code`, and
+/// counts them.
+async fn closing_server(code: CloseCode) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let (listener, addr) = local_listener().await;
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let handler = move |ws: ServerSocket| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let _ = ws.close(code, "go away").await;
+        }
+    };
+    let serve = Server::builder()
+        .ping_interval(None)
+        .serve(handler, listener);
+    tokio::spawn(serve.into_future());
+    (addr, accepted)
+}
+
+/// Issue 25, item 6: a server that accepts and closes at once (1013 Try
+/// Again Later) does not reset the count of retries, so the delay grows
+/// and `max_retries` ends it. Before, every successful handshake started
+/// the count again: a reconnect every delay, forever.
+#[tokio::test]
+async fn a_server_that_accepts_and_closes_at_once_is_retried_ever_more_slowly() {
+    let (addr, accepted) = closing_server(CloseCode::TRY_AGAIN_LATER).await;
+    let mut counter = Counter::default();
+    let outcome = timeout(
+        LIMIT,
+        App::new(format!("ws://{addr}/"))
+            .client(Client::builder().ping_interval(None))
+            .reconnect(
+                Reconnect::new()
+                    .initial_delay(Duration::from_millis(5))
+                    .max_retries(Some(3)),
+            )
+            .run_forever(&mut counter),
+    )
+    .await
+    .expect("gave up after three retries");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(
+        counter.opens, 4,
+        "on_open, then on_reconnect (which calls it) three times"
+    );
+    assert_eq!(counter.closes.len(), 4);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+/// Issue 25, item 6: 1008 (Policy Violation) and 1003 (Unsupported Data)
+/// from the server mean this client is refused: no reconnect by default,
+/// and one when the policy says so.
+#[tokio::test]
+async fn a_policy_violation_close_ends_the_app_even_with_reconnect() {
+    for code in [CloseCode::POLICY_VIOLATION, CloseCode::UNSUPPORTED_DATA] {
+        let (addr, accepted) = closing_server(code).await;
+        let mut counter = Counter::default();
+        let outcome = timeout(
+            LIMIT,
+            App::new(format!("ws://{addr}/"))
+                .client(Client::builder().ping_interval(None))
+                .reconnect(Reconnect::new().initial_delay(Duration::from_millis(5)))
+                .run_forever(&mut counter),
+        )
+        .await
+        .expect("not retried");
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(counter.closes, [Some(code)]);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+    // Retried when the policy lists no fatal code.
+    let (addr, accepted) = closing_server(CloseCode::POLICY_VIOLATION).await;
+    let outcome = timeout(
+        LIMIT,
+        App::new(format!("ws://{addr}/"))
+            .client(Client::builder().ping_interval(None))
+            .reconnect(
+                Reconnect::new()
+                    .initial_delay(Duration::from_millis(5))
+                    .max_retries(Some(1))
+                    .fatal_close_codes([]),
+            )
+            .run_forever(&mut Counter::default()),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.is_ok());
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
