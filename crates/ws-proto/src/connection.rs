@@ -277,6 +277,22 @@ impl Connection {
         }
     }
 
+    /// Tells the connection whether the driver has stopped reading because
+    /// the application has not taken the messages received (its queue is
+    /// full). The peer's pong may then be among the bytes not read, so the
+    /// keepalive's pong deadline does not expire while reading is held: a
+    /// slow application does not fail a healthy peer. When reading resumes
+    /// after the deadline passed, a new ping is due at once (collected at
+    /// the next [`handle_timeout`](Self::handle_timeout), which
+    /// [`poll_timeout`](Self::poll_timeout) asks for straight away), with
+    /// a whole `ping_timeout` for its pong. The close deadline runs on: it
+    /// does not depend on reading. Cheap; call it as often as the state
+    /// changes.
+    #[inline]
+    pub fn hold_reading(&mut self, held: bool) {
+        self.timers.hold(held);
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) is next needed: the
     /// next keepalive ping, the pong deadline of the ping in flight, or the
     /// close deadline, whichever comes first. `None` when nothing is timed.

@@ -37,6 +37,11 @@ enum Ping {
     /// The pong of the ping sent at `ping_at` was decoded; its round trip
     /// is measured at the next `handle_timeout`.
     Answered,
+    /// The pong deadline passed while the driver was not reading (the
+    /// application had not taken what was received, so the pong may be
+    /// waiting unread): not a failure. A new ping goes once reading
+    /// resumes.
+    Overdue,
 }
 
 /// Where the closing handshake's deadline stands.
@@ -66,6 +71,8 @@ pub(crate) struct Timers {
     /// Our close frame was sent before the clock started: its deadline
     /// starts with the clock.
     close_before_start: bool,
+    /// The driver is not reading: the pong deadline does not expire.
+    held: bool,
 }
 
 #[derive(Debug)]
@@ -122,6 +129,8 @@ impl Timers {
                 .ping_timeout
                 .and_then(|t| clock.ping_at.checked_add(t)),
             Ping::Answered => Some(clock.ping_at),
+            // Nothing to time until reading resumes.
+            Ping::Overdue => None,
         };
         let close = match clock.close {
             Close::Off => None,
@@ -198,8 +207,12 @@ impl Timers {
                     .and_then(|t| clock.ping_at.checked_add(t))
                     .is_some_and(|at| at <= now) =>
             {
-                self.expired = Some(Timeout::Keepalive);
-                return Due::Keepalive;
+                if self.held {
+                    clock.ping = Ping::Overdue;
+                } else {
+                    self.expired = Some(Timeout::Keepalive);
+                    return Due::Keepalive;
+                }
             }
             Ping::Due if open && clock.ping_at <= now => {
                 self.seq = self.seq.wrapping_add(1).max(1);
@@ -212,11 +225,30 @@ impl Timers {
         Due::Nothing
     }
 
+    /// Whether the driver has stopped reading because the application has
+    /// not taken what was received. While it has, the pong deadline does
+    /// not expire: the pong may be among the bytes not read. When reading
+    /// resumes after the deadline passed, a new ping is due at once, with a
+    /// whole `ping_timeout` for its pong.
+    pub(crate) fn hold(&mut self, held: bool) {
+        if self.held == held {
+            return;
+        }
+        self.held = held;
+        if !held
+            && let Some(clock) = &mut self.clock
+            && clock.ping == Ping::Overdue
+        {
+            clock.ping_at = clock.now;
+            clock.ping = Ping::Due;
+        }
+    }
+
     /// A pong was decoded: only the latest ping's counts; a stray, late or
     /// duplicate one changes nothing.
     pub(crate) fn handle_pong(&mut self, payload: &[u8]) {
         if let Some(clock) = &mut self.clock
-            && clock.ping == Ping::Awaiting
+            && matches!(clock.ping, Ping::Awaiting | Ping::Overdue)
             && payload == u64::from(self.seq).to_be_bytes()
         {
             clock.ping = Ping::Answered;

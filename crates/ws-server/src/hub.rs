@@ -146,7 +146,7 @@ impl HubBuilder {
     /// The hub.
     pub fn build(self) -> Hub {
         Hub {
-            inner: Arc::new(Inner {
+            inner: Arc::new(HubState {
                 limits: self.limits,
                 backplane: self.backplane,
                 state: Mutex::default(),
@@ -198,19 +198,21 @@ impl HubBuilder {
 /// ```
 #[derive(Clone)]
 pub struct Hub {
-    inner: Arc<Inner>,
+    inner: Arc<HubState>,
 }
 
-struct Inner {
+/// What a hub's handles share.
+struct HubState {
     limits: OutboxLimits,
     backplane: Option<Arc<dyn Backplane>>,
-    state: Mutex<State>,
+    state: Mutex<Membership>,
     next_id: AtomicU64,
     dropped: AtomicU64,
 }
 
+/// Who is in the hub and in which rooms: everything under the hub's lock.
 #[derive(Default)]
-struct State {
+struct Membership {
     members: HashMap<MemberId, Entry, ById>,
     /// Each room's members, with their outboxes: a publication to a room
     /// walks this map alone.
@@ -282,7 +284,7 @@ impl Hub {
         HubBuilder::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Membership> {
         crate::lock(&self.inner.state)
     }
 
@@ -578,7 +580,7 @@ impl<'a> Framed<'a> {
     }
 }
 
-fn remove_from_room(state: &mut State, id: MemberId, room: &str) {
+fn remove_from_room(state: &mut Membership, id: MemberId, room: &str) {
     if let Some(members) = state.rooms.get_mut(room) {
         members.remove(&id);
         if members.is_empty() {
@@ -587,7 +589,7 @@ fn remove_from_room(state: &mut State, id: MemberId, room: &str) {
     }
 }
 
-fn remove_member(state: &mut State, id: MemberId) {
+fn remove_member(state: &mut Membership, id: MemberId) {
     if let Some(entry) = state.members.remove(&id) {
         for room in &entry.rooms {
             remove_from_room(state, id, room);

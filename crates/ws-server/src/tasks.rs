@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 
 /// The server's side: spawns, counts and aborts. Aborts every task still
 /// running when dropped, as the server's accept loop ends or is dropped.
@@ -21,35 +21,38 @@ use tokio::task::{JoinError, JoinSet};
 pub(crate) struct Tasks {
     set: JoinSet<()>,
     connections: Arc<AtomicUsize>,
+    busy: Arc<AtomicUsize>,
 }
 
 /// Held by a task for its whole life: dropped with the task's future, as it
-/// ends or is aborted, it takes a connection off the count.
+/// ends or is aborted, it takes the task off its count (connections, or
+/// answers of 503).
 pub(crate) struct Tracked {
-    connections: Option<Arc<AtomicUsize>>,
+    count: Arc<AtomicUsize>,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if let Some(connections) = &self.connections {
-            connections.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Tasks {
     /// Spawns the future `make` builds around the task's [`Tracked`], which
     /// the future must hold until it ends. `connection`: counted against
-    /// the connection limit (an answer of 503 is not).
+    /// the connection limit; otherwise an answer of 503, counted apart.
     pub(crate) fn spawn<F>(&mut self, connection: bool, make: impl FnOnce(Tracked) -> F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if connection {
-            self.connections.fetch_add(1, Ordering::Relaxed);
-        }
+        let count = if connection {
+            &self.connections
+        } else {
+            &self.busy
+        };
+        count.fetch_add(1, Ordering::Relaxed);
         let tracked = Tracked {
-            connections: connection.then(|| self.connections.clone()),
+            count: count.clone(),
         };
         self.set.spawn(make(tracked));
     }
@@ -59,16 +62,21 @@ impl Tasks {
         self.connections.load(Ordering::Relaxed)
     }
 
+    /// Answers of 503 being written.
+    pub(crate) fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
     /// Tasks not yet reaped.
     pub(crate) fn len(&self) -> usize {
         self.set.len()
     }
 
-    /// Reaps the next task to end; `None` when there is none. Cancel-safe:
-    /// the accept loop waits on it beside `accept`, so that a task's memory
-    /// goes as soon as it ends.
-    pub(crate) async fn reap(&mut self) -> Option<Result<(), JoinError>> {
-        self.set.join_next().await
+    /// Reaps the tasks that have ended: their entries in the set. Not
+    /// waited for in the accept loop beside `accept`: that would wake the
+    /// loop once per connection that ends.
+    pub(crate) fn reap_ended(&mut self) {
+        while self.set.try_join_next().is_some() {}
     }
 
     /// Completes once every task has ended.
@@ -103,11 +111,17 @@ mod tests {
             let _tracked = tracked;
             std::future::pending::<()>().await;
         });
-        assert_eq!((tasks.len(), tasks.connections()), (2, 1));
+        assert_eq!((tasks.len(), tasks.connections(), tasks.busy()), (2, 1, 1));
 
         done_tx.send(()).unwrap();
-        let reaped = tokio::time::timeout(Duration::from_secs(10), tasks.reap()).await;
-        assert!(matches!(reaped, Ok(Some(Ok(())))));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while tasks.connections() != 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        tasks.reap_ended();
         assert_eq!((tasks.len(), tasks.connections()), (1, 0));
 
         tasks.spawn(true, |tracked| async move {
@@ -119,6 +133,6 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), tasks.idle())
             .await
             .expect("aborted tasks end");
-        assert_eq!((tasks.len(), tasks.connections()), (0, 0));
+        assert_eq!((tasks.len(), tasks.connections(), tasks.busy()), (0, 0, 0));
     }
 }

@@ -938,3 +938,40 @@ async fn a_policy_violation_close_ends_the_app_even_with_reconnect() {
     assert!(outcome.is_ok());
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// Issue 25, item 13: a client whose application stops reading while the
+/// server keeps sending holds its socket unread, and with it the server's
+/// pongs; the heartbeat must not fail a healthy server for a slow
+/// application. Every message arrives once the application reads again.
+#[tokio::test]
+async fn a_slow_application_does_not_fail_the_heartbeat() {
+    const MESSAGES: usize = 300;
+    let (listener, addr) = local_listener().await;
+    let handler = |mut ws: ServerSocket| async move {
+        for i in 0..MESSAGES {
+            let text = format!("{i:04} {}", "x".repeat(2000));
+            if ws.send(Message::text(text)).await.is_err() {
+                return;
+            }
+        }
+        while ws.recv().await.is_some() {}
+    };
+    let serve = Server::builder()
+        .ping_interval(None)
+        .serve(handler, listener);
+    tokio::spawn(serve.into_future());
+
+    let mut ws = heartbeat_client(addr, 100, 50).await;
+    // The application is busy for many ping intervals.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..MESSAGES {
+        match timeout(LIMIT, ws.recv()).await.unwrap() {
+            Some(Ok(Message::Text(text))) => assert!(text.starts_with(&format!("{i:04} "))),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    // Still open, and the heartbeat still runs: a ping answered since.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(ws.last_pong_rtt().is_some());
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+}

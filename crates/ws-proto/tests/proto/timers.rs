@@ -359,3 +359,56 @@ mod before_the_clock_starts {
         assert_eq!(conn.handle_timeout(t0 + TIMEOUT), Some(Timeout::Close));
     }
 }
+
+/// Issue 25, item 13: while the driver holds reading (the application has
+/// not taken what was received), the pong may be waiting unread: its
+/// deadline passing is not a failure. Once reading resumes, a new ping goes
+/// at once, with a whole timeout for its pong.
+#[test]
+fn the_pong_deadline_does_not_expire_while_reading_is_held() {
+    let (mut conn, t0) = started();
+    let ping_at = t0 + INTERVAL;
+    assert_eq!(conn.handle_timeout(ping_at), None);
+    let first = ping_sent(&mut conn);
+    conn.hold_reading(true);
+    let late = ping_at + TIMEOUT * 3;
+    assert_eq!(
+        conn.handle_timeout(ping_at + TIMEOUT),
+        None,
+        "held: no failure"
+    );
+    assert_eq!(conn.handle_timeout(late), None);
+    assert_eq!(conn.poll_timeout(), None, "nothing timed while held");
+    assert_eq!(conn.state(), State::Open);
+
+    conn.hold_reading(false);
+    // A new ping is due at once...
+    assert!(conn.poll_timeout().is_some_and(|at| at <= late));
+    let resumed = late + Duration::from_millis(1);
+    assert_eq!(conn.handle_timeout(resumed), None);
+    let second = ping_sent(&mut conn);
+    assert_ne!(first, second, "a ping of its own");
+    // ...and the pong of the first, read now, no longer counts...
+    receive(&mut conn, &pong(&first)).unwrap();
+    assert_eq!(
+        conn.handle_timeout(resumed + TIMEOUT),
+        Some(Timeout::Keepalive)
+    );
+}
+
+/// The hold changes nothing for a peer that answers, and releasing it
+/// before the deadline leaves the deadline as it was.
+#[test]
+fn a_hold_released_before_the_deadline_leaves_it_as_it_was() {
+    let (mut conn, t0) = started();
+    let ping_at = t0 + INTERVAL;
+    assert_eq!(conn.handle_timeout(ping_at), None);
+    let _ = ping_sent(&mut conn);
+    conn.hold_reading(true);
+    conn.hold_reading(false);
+    assert_eq!(conn.poll_timeout(), Some(ping_at + TIMEOUT));
+    assert_eq!(
+        conn.handle_timeout(ping_at + TIMEOUT),
+        Some(Timeout::Keepalive)
+    );
+}

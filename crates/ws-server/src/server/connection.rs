@@ -25,7 +25,7 @@ use crate::tasks::Tracked;
 use ws_tokio::Stopped;
 use ws_tokio::{Join, JoinTask as Task};
 
-use super::{Accept, Handler, HandshakeRequest, ServerBuilder, Shared};
+use super::{Accept, Handler, HandshakeRequest, ServerBuilder, ServerState};
 
 /// A connection's task: its opening, then its driver and handler joined
 /// (or its driver alone, when the driver calls the handler).
@@ -46,7 +46,7 @@ impl ConnectionTask {
     pub(super) fn new(
         stream: TcpStream,
         peer: SocketAddr,
-        shared: Arc<Shared>,
+        shared: Arc<ServerState>,
         shutdown: Stopped,
         tracked: Tracked,
     ) -> Self {
@@ -119,7 +119,7 @@ type Opening = Pin<Box<dyn Future<Output = Option<Opened>> + Send>>;
 fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     shutdown: Stopped,
 ) -> Opening {
     let _ = stream.set_nodelay(true);
@@ -151,7 +151,7 @@ fn connection(
 async fn upgrade<S: Transport>(
     mut stream: S,
     peer: SocketAddr,
-    shared: &Shared,
+    shared: &ServerState,
     shutdown: Stopped,
     deadline: Instant,
 ) -> Option<Opened> {
@@ -180,7 +180,7 @@ fn open<S: Transport>(
     stream: S,
     handshake: Handshake,
     leftover: &[u8],
-    shared: &Shared,
+    shared: &ServerState,
     shutdown: Stopped,
 ) -> Opened {
     let mut conn = Connection::builder(Role::Server)

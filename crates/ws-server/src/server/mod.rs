@@ -8,10 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use tokio::net::TcpListener;
 use tokio::time::timeout;
 use tracing::Instrument;
 use ws_proto::{Config, Rejection, RequestLimits};
@@ -21,6 +19,7 @@ use crate::tasks::Tasks;
 use ws_tokio::JoinTask as Task;
 use ws_tokio::Stop;
 
+mod accept;
 mod connection;
 mod origin;
 
@@ -554,7 +553,7 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-struct Shared {
+struct ServerState {
     builder: ServerBuilder,
     /// The builder's protocol settings, shared by every connection.
     config: Arc<Config>,
@@ -570,7 +569,7 @@ async fn run(serve: Serve) -> io::Result<()> {
         .check()
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
     let listener = (serve.listen)().await?;
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ServerState {
         settings: Arc::new(serve.builder.settings.clone()),
         config: Arc::new(serve.builder.config.clone()),
         builder: serve.builder,
@@ -585,30 +584,43 @@ async fn run(serve: Serve) -> io::Result<()> {
     let mut tasks = Tasks::default();
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
     shared.builder.origins.warn_if_unset();
+    accept::check_descriptor_limit(shared.builder.max_connections);
 
     loop {
         tokio::select! {
             () = &mut signal => break,
-            // Ended tasks are reaped as they end, so that their memory goes
-            // at once (a connection task catches its own panics).
-            Some(_) = tasks.reap(), if tasks.len() > 0 => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off
-                        // rather than spin, and keep serving.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(error) => match accept::classify(&error) {
+                        // Out of descriptors and the like: back off rather
+                        // than spin, and keep serving.
+                        accept::AcceptError::Resources => {
+                            tracing::warn!(%error, "accept failed: backing off");
+                            tokio::time::sleep(accept::RESOURCE_BACKOFF).await;
+                            continue;
+                        }
+                        // The pending connection failed: on to the next.
+                        accept::AcceptError::Connection => {
+                            tracing::debug!(%error, "a connection failed before it was accepted");
+                            continue;
+                        }
+                    },
+                };
+                // Ended tasks are reaped as connections come (a task's memory
+                // went as it ended; its entry in the set stays till then).
+                tasks.reap_ended();
+                if tasks.connections() >= shared.builder.max_connections {
+                    // The answers are tasks too, counted and bounded.
+                    if tasks.busy() >= accept::MAX_BUSY_ANSWERS {
+                        tracing::debug!(%peer, "too many connections: closed");
                         continue;
                     }
-                };
-                if tasks.connections() >= shared.builder.max_connections {
                     tracing::debug!(%peer, "too many connections: 503");
                     let shared = shared.clone();
                     tasks.spawn(false, |tracked| async move {
                         let _tracked = tracked;
-                        reject_busy(stream, &shared.builder).await;
+                        accept::reject_busy(stream, &shared.builder).await;
                     });
                     continue;
                 }
@@ -632,31 +644,4 @@ async fn run(serve: Serve) -> io::Result<()> {
         tasks.idle().await;
     }
     Ok(())
-}
-
-/// Answers a connection over the limit with 503 and closes it (after the
-/// TLS handshake, on a TLS server).
-async fn reject_busy(stream: TcpStream, builder: &ServerBuilder) {
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &builder.tls {
-        if let Ok(Ok(stream)) = timeout(Duration::from_secs(1), tls.acceptor.accept(stream)).await {
-            write_busy(stream).await;
-        }
-        return;
-    }
-    let _ = builder;
-    write_busy(stream).await;
-}
-
-async fn write_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    let mut out = BytesMut::new();
-    Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
-        .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-        .body("too many connections\n")
-        .write(&mut out);
-    let _ = timeout(Duration::from_secs(1), async {
-        stream.write_all(&out).await?;
-        stream.shutdown().await
-    })
-    .await;
 }

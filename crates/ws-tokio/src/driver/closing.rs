@@ -10,12 +10,12 @@ use tokio::io::ReadBuf;
 use tokio::time::Instant;
 use ws_proto::Role;
 
-use super::{Deliver, Inner, Phase};
+use super::{Deliver, DriverState, Phase};
 use crate::error::Error;
 use crate::timer::Timer;
 use crate::transport::Transport;
 
-impl<S: Transport, D: Deliver> Inner<S, D> {
+impl<S: Transport, D: Deliver> DriverState<S, D> {
     /// The application's time after a protocol error (see [`Phase::Grace`]).
     pub(super) fn poll_grace(
         &mut self,

@@ -5,7 +5,7 @@
 
 use ws_proto::{CloseCode, CloseFrame, Message};
 
-use super::{COALESCE_LIMIT, Inner, Room};
+use super::{COALESCE_LIMIT, DriverState, Room};
 use crate::inline::{MessageHandler, Reply};
 use crate::transport::Transport;
 
@@ -14,13 +14,13 @@ use crate::transport::Transport;
 pub(super) trait Deliver: Sized + Send + 'static {
     /// How many messages may be decoded before the application must catch
     /// up.
-    fn room<S: Transport>(inner: &mut Inner<S, Self>) -> usize;
+    fn room<S: Transport>(inner: &mut DriverState<S, Self>) -> usize;
 
     /// Takes one decoded message (`None`: a frame with nothing for the
     /// application, such as a ping it did not ask for), counting it against
     /// `free`. Returns whether decoding stops here.
     fn take<S: Transport>(
-        inner: &mut Inner<S, Self>,
+        inner: &mut DriverState<S, Self>,
         message: Option<Message>,
         free: &mut usize,
     ) -> bool;
@@ -28,18 +28,18 @@ pub(super) trait Deliver: Sized + Send + 'static {
     /// Decoding stopped: hands over what was taken, within `free`. Returns
     /// whether the application has messages to answer (the driver then
     /// lets it run before going on).
-    fn hand_over<S: Transport>(inner: &mut Inner<S, Self>, free: usize) -> bool;
+    fn hand_over<S: Transport>(inner: &mut DriverState<S, Self>, free: usize) -> bool;
 
     /// The peer broke the protocol: hands the application the error after
     /// the messages before it. Returns whether it may still answer them,
     /// ahead of the failure's close frame (the driver's grace phase).
-    fn hand_over_failure<S: Transport>(inner: &mut Inner<S, Self>) -> bool;
+    fn hand_over_failure<S: Transport>(inner: &mut DriverState<S, Self>) -> bool;
 
     /// Every sender is gone.
-    fn senders_gone<S: Transport>(inner: &mut Inner<S, Self>);
+    fn senders_gone<S: Transport>(inner: &mut DriverState<S, Self>);
 
     /// The connection has ended: the application learns how.
-    fn end<S: Transport>(inner: &mut Inner<S, Self>);
+    fn end<S: Transport>(inner: &mut DriverState<S, Self>);
 }
 
 /// Messages go across the link, to the connection's
@@ -48,7 +48,7 @@ pub(crate) struct ToLink;
 
 impl Deliver for ToLink {
     #[inline]
-    fn room<S: Transport>(inner: &mut Inner<S, Self>) -> usize {
+    fn room<S: Transport>(inner: &mut DriverState<S, Self>) -> usize {
         if inner.free > 0 && inner.incoming_open {
             return inner.free as usize;
         }
@@ -64,7 +64,7 @@ impl Deliver for ToLink {
 
     #[inline]
     fn take<S: Transport>(
-        inner: &mut Inner<S, Self>,
+        inner: &mut DriverState<S, Self>,
         message: Option<Message>,
         free: &mut usize,
     ) -> bool {
@@ -76,7 +76,7 @@ impl Deliver for ToLink {
     }
 
     #[inline]
-    fn hand_over<S: Transport>(inner: &mut Inner<S, Self>, free: usize) -> bool {
+    fn hand_over<S: Transport>(inner: &mut DriverState<S, Self>, free: usize) -> bool {
         let Some(buffers) = &mut inner.work.0 else {
             return false;
         };
@@ -87,7 +87,7 @@ impl Deliver for ToLink {
         delivered
     }
 
-    fn hand_over_failure<S: Transport>(inner: &mut Inner<S, Self>) -> bool {
+    fn hand_over_failure<S: Transport>(inner: &mut DriverState<S, Self>) -> bool {
         if !inner.incoming_open {
             return false;
         }
@@ -99,13 +99,13 @@ impl Deliver for ToLink {
         true
     }
 
-    fn senders_gone<S: Transport>(inner: &mut Inner<S, Self>) {
+    fn senders_gone<S: Transport>(inner: &mut DriverState<S, Self>) {
         // The application dropped every handle: it is done.
         let frame = CloseFrame::new(CloseCode::NORMAL, "");
         let _ = inner.conn.close(Some(frame), &mut inner.work.out().tail);
     }
 
-    fn end<S: Transport>(inner: &mut Inner<S, Self>) {
+    fn end<S: Transport>(inner: &mut DriverState<S, Self>) {
         if let Some(failure) = inner.failure.take()
             && inner.incoming_open
         {
@@ -119,14 +119,14 @@ pub(crate) struct Inline<H>(pub(crate) H);
 
 impl<H: MessageHandler> Deliver for Inline<H> {
     #[inline]
-    fn room<S: Transport>(_: &mut Inner<S, Self>) -> usize {
+    fn room<S: Transport>(_: &mut DriverState<S, Self>) -> usize {
         // The handler is called for each message: no queue to fill.
         usize::MAX
     }
 
     #[inline]
     fn take<S: Transport>(
-        inner: &mut Inner<S, Self>,
+        inner: &mut DriverState<S, Self>,
         message: Option<Message>,
         _: &mut usize,
     ) -> bool {
@@ -145,23 +145,23 @@ impl<H: MessageHandler> Deliver for Inline<H> {
     }
 
     #[inline]
-    fn hand_over<S: Transport>(_: &mut Inner<S, Self>, _: usize) -> bool {
+    fn hand_over<S: Transport>(_: &mut DriverState<S, Self>, _: usize) -> bool {
         // Answered as decoded: nothing waits for the application.
         false
     }
 
-    fn hand_over_failure<S: Transport>(_: &mut Inner<S, Self>) -> bool {
+    fn hand_over_failure<S: Transport>(_: &mut DriverState<S, Self>) -> bool {
         // Every message before the error was answered as it was decoded:
         // the close frame follows at once.
         false
     }
 
-    fn senders_gone<S: Transport>(_: &mut Inner<S, Self>) {
+    fn senders_gone<S: Transport>(_: &mut DriverState<S, Self>) {
         // The handler is called from the driver: the connection stays open
         // without any `WebSocket`.
     }
 
-    fn end<S: Transport>(inner: &mut Inner<S, Self>) {
+    fn end<S: Transport>(inner: &mut DriverState<S, Self>) {
         let failure = inner.failure.take();
         inner.deliver.0.handle_end(failure.as_deref());
     }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
-use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State, Timeout};
+use ws_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
 
 mod closing;
+mod deadlines;
 mod deliver;
 mod work;
 
@@ -22,6 +23,7 @@ use crate::error::Error;
 use crate::handshake::Handshake;
 use crate::inline::MessageHandler;
 
+use self::deadlines::Deadlines;
 use self::deliver::{Deliver, Inline, ToLink};
 use crate::output::{Output, send_into};
 use crate::session::{DriverLink, Session};
@@ -38,6 +40,9 @@ const READ_MIN: usize = 1024;
 /// The most reserved for one read when a large frame is arriving (the
 /// buffer doubles with what has arrived, up to this much at a time).
 const READ_MAX: usize = 1 << 20;
+/// I/O passes in a row, within one poll, after which the deadlines are
+/// looked at even though the socket is still busy.
+const DEADLINE_PASSES: u32 = 32;
 /// Outgoing bytes gathered into one write before the socket is written.
 const COALESCE_LIMIT: usize = 256 * 1024;
 /// How long a connection whose socket went idle keeps its buffers (the
@@ -124,17 +129,6 @@ enum Io {
     Read(usize),
 }
 
-/// What [`Inner::poll_deadlines`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deadlines {
-    /// Nothing was due.
-    Quiet,
-    /// Something was due and was done: look at everything again.
-    Acted,
-    /// The open connection is over: the driver moved to another phase.
-    Ended,
-}
-
 /// The application's command queue, as the driver last found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commands {
@@ -186,12 +180,12 @@ pin_project_lite::pin_project! {
         // for each connection. Empty once it has completed.
         #[pin]
         shutdown: Option<F>,
-        state: Inner<S, D>,
+        state: DriverState<S, D>,
     }
 }
 
 /// Everything the driver holds apart from its timer.
-struct Inner<S, D> {
+struct DriverState<S, D> {
     stream: S,
     conn: Connection,
     /// Where decoded messages go: a zero-sized marker for the link, or the
@@ -241,7 +235,7 @@ fn drive<S: Transport, F: Future<Output = ()>, D: Deliver>(
     Driver {
         timer: Timer::new(),
         shutdown: Some(shutdown),
-        state: Inner {
+        state: DriverState {
             stream,
             conn,
             deliver,
@@ -285,7 +279,7 @@ impl<S: Transport, F: Future<Output = ()>, D: Deliver> Future for Driver<S, F, D
     }
 }
 
-impl<S: Transport, D: Deliver> Inner<S, D> {
+impl<S: Transport, D: Deliver> DriverState<S, D> {
     /// The open connection: decode, hand over, gather, write, wait.
     fn poll_open<F: Future<Output = ()>>(
         &mut self,
@@ -293,6 +287,7 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
         mut timer: Pin<&mut Timer>,
         mut shutdown: Pin<&mut Option<F>>,
     ) -> Poll<()> {
+        let mut io_passes = 0u32;
         loop {
             // 1. Decode what was received, as far as the application keeps up.
             let delivered = self.decode();
@@ -377,6 +372,11 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
             // deadline or the server's shutdown, in that order.
             // Stop reading while the peer is not taking what we write: a ping
             // flood then cannot grow the output without bound.
+            // While the application's queue is full the socket is not read,
+            // and the peer's pong may be among the bytes left there: the
+            // keepalive does not fail a healthy peer for a slow application
+            // (issue 25, item 13).
+            self.conn.hold_reading(self.blocked);
             let can_read = !self.blocked && self.work.out_len() < COALESCE_LIMIT;
             if let Poll::Ready(io) = self.poll_io(can_read, cx) {
                 match io {
@@ -402,11 +402,18 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
                         return Poll::Ready(());
                     }
                 }
-                // The deadlines and the shutdown are looked at on every
-                // pass, not only once the socket has nothing: a peer that
-                // keeps sending (while we wait for its close frame, say)
-                // must not starve them (issue 25, item 5).
-                if self.poll_deadlines(cx, timer.as_mut(), shutdown.as_mut()) == Deadlines::Ended {
+                // The deadlines and the shutdown are looked at every so
+                // many passes too, not only once the socket has nothing: a
+                // peer that keeps sending (while we wait for its close
+                // frame, say) must not starve them (issue 25, item 5). A
+                // Tokio socket stops a busy task once its budget is spent,
+                // and the timer is read without spending any; a transport
+                // that never says Pending is caught here.
+                io_passes = io_passes.wrapping_add(1);
+                if io_passes.is_multiple_of(DEADLINE_PASSES)
+                    && self.poll_deadlines(cx, timer.as_mut(), shutdown.as_mut())
+                        == Deadlines::Ended
+                {
                     return Poll::Ready(());
                 }
                 continue;
@@ -440,59 +447,6 @@ impl<S: Transport, D: Deliver> Inner<S, D> {
             }
             return Poll::Pending;
         }
-    }
-
-    /// Fires what is due: the core's deadlines (keepalive, close), the
-    /// release of idle buffers, and the server's shutdown. Each is an
-    /// atomic load or two while nothing is due.
-    fn poll_deadlines<F: Future<Output = ()>>(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut timer: Pin<&mut Timer>,
-        mut shutdown: Pin<&mut Option<F>>,
-    ) -> Deadlines {
-        let core_deadline = self.conn.poll_timeout().map(Instant::from_std);
-        let deadline = match (core_deadline, self.release_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        timer.as_mut().arm(deadline);
-        if timer.as_mut().poll_fired(cx) {
-            let now = Instant::now();
-            if self.release_at.is_some_and(|d| d <= now) {
-                self.release_at = None;
-                self.release_idle_buffers();
-            }
-            match self.conn.handle_timeout(now.into_std()) {
-                Some(Timeout::Close) => {
-                    tracing::debug!("close timeout: the peer did not answer the close frame");
-                    self.finish(timer);
-                    return Deadlines::Ended;
-                }
-                Some(Timeout::Keepalive) => {
-                    tracing::debug!("keepalive ping timed out");
-                    self.failure = Some(Box::new(Error::KeepaliveTimeout));
-                    self.link.shared().record_initiated_close();
-                    self.conn.poll_transmit(&mut self.work.out().tail);
-                    self.enter(Phase::Flush, timer);
-                    return Deadlines::Ended;
-                }
-                _ => {}
-            }
-            if let Some(rtt) = self.conn.rtt() {
-                self.link.shared().record_rtt(rtt);
-            }
-            return Deadlines::Acted;
-        }
-        if let Some(signal) = shutdown.as_mut().as_pin_mut()
-            && signal.poll(cx).is_ready()
-        {
-            shutdown.set(None);
-            let frame = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
-            let _ = self.conn.close(Some(frame), &mut self.work.out().tail);
-            return Deadlines::Acted;
-        }
-        Deadlines::Quiet
     }
 
     /// Decodes received bytes into messages for the application, answering
