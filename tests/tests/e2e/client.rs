@@ -975,3 +975,70 @@ async fn a_slow_application_does_not_fail_the_heartbeat() {
     assert!(ws.last_pong_rtt().is_some());
     ws.close(CloseCode::NORMAL, "").await.unwrap();
 }
+
+/// Issue 25: the 101 response and the server's first frames in one
+/// segment. The bytes after the head belong to the connection: the first
+/// message is delivered, not lost with the handshake's buffer.
+#[tokio::test]
+async fn section_4_2_2_frames_in_the_same_segment_as_the_101_are_kept() {
+    let addr = raw_server(|mut stream, key| async move {
+        let mut bytes = switching(&accept_key(key.as_bytes())).into_bytes();
+        bytes.extend_from_slice(&[0x81, 5]);
+        bytes.extend_from_slice(b"first");
+        bytes.extend_from_slice(&[0x82, 2, 7, 8]);
+        stream.write_all(&bytes).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = timeout(LIMIT, stream.read_to_end(&mut rest)).await;
+    })
+    .await;
+    let (mut ws, _) = quiet().connect(format!("ws://{addr}/")).await.unwrap();
+    assert_eq!(
+        timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap(),
+        Message::text("first")
+    );
+    assert_eq!(
+        timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap(),
+        Message::binary(vec![7u8, 8])
+    );
+}
+
+/// Issue 25: `recv` is cancel-safe. Raced in `tokio::select!` against a
+/// timer that keeps winning, every message still arrives once, in order.
+#[tokio::test]
+async fn recv_inside_select_loses_no_message() {
+    const MESSAGES: usize = 2000;
+    let (listener, addr) = local_listener().await;
+    let handler = |mut ws: ServerSocket| async move {
+        for i in 0..MESSAGES {
+            if ws.send(Message::text(i.to_string())).await.is_err() {
+                return;
+            }
+            if i % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        while ws.recv().await.is_some() {}
+    };
+    let serve = Server::builder()
+        .ping_interval(None)
+        .serve(handler, listener);
+    tokio::spawn(serve.into_future());
+    let (mut ws, _) = quiet().connect(format!("ws://{addr}/")).await.unwrap();
+    let mut next = 0;
+    let mut cancelled = 0;
+    timeout(LIMIT, async {
+        while next < MESSAGES {
+            tokio::select! {
+                biased;
+                () = tokio::task::yield_now() => cancelled += 1,
+                message = ws.recv() => {
+                    assert_eq!(message.unwrap().unwrap(), Message::text(next.to_string()));
+                    next += 1;
+                }
+            }
+        }
+    })
+    .await
+    .expect("every message arrived");
+    assert!(cancelled > 0, "recv was cancelled at least once");
+}

@@ -488,14 +488,19 @@ fn stamp(epoch: Instant, at: Instant) -> u64 {
 const RECEIVE_CHUNK: usize = 16 * 1024;
 
 /// One fan-out receiver: reads until the window ends; returns the
-/// publish-to-receive latencies, in microseconds.
+/// publish-to-receive latencies, in microseconds, and how many messages it
+/// missed: gaps in the publisher's sequence numbers (bytes 8..16 of each
+/// payload of 16 bytes or more), which only the server's slow-consumer
+/// policy makes.
 async fn receiver(
     mut stream: Stream,
     mut buf: BytesMut,
     epoch: Instant,
     window: Window,
-) -> Vec<u32> {
+) -> (Vec<u32>, u64) {
     let mut latencies = Vec::new();
+    let mut last_seq: Option<u64> = None;
+    let mut missed = 0;
     let mut end = pin!(window.end_timer());
     loop {
         buf.reserve(RECEIVE_CHUNK);
@@ -510,6 +515,14 @@ async fn receiver(
         }
         let arrived = stamp(epoch, now);
         while let Some((opcode, header, len)) = next_frame(&buf) {
+            if (opcode == 0x1 || opcode == 0x2) && len >= 16 {
+                let seq =
+                    u64::from_be_bytes(buf[header + 8..header + 16].try_into().unwrap_or_default());
+                if let Some(last) = last_seq {
+                    missed += seq.saturating_sub(last + 1);
+                }
+                last_seq = Some(seq);
+            }
             if (opcode == 0x1 || opcode == 0x2) && len >= 8 && window.counts(now) {
                 let mut sent = [0u8; 8];
                 sent.copy_from_slice(&buf[header..header + 8]);
@@ -520,7 +533,7 @@ async fn receiver(
             buf.advance(header + len);
         }
     }
-    latencies
+    (latencies, missed)
 }
 
 async fn fanout(args: Arc<Args>) -> String {
@@ -543,8 +556,13 @@ async fn fanout(args: Arc<Args>) -> String {
     let opcode = 0x2;
     let mut payload = vec![b'x'; size];
     let published = AtomicU64::new(0);
-    let message = |payload: &mut Vec<u8>| {
+    let mut seq = 0u64;
+    let mut message = |payload: &mut Vec<u8>| {
         payload[..8].copy_from_slice(&stamp(epoch, Instant::now()).to_be_bytes());
+        if payload.len() >= 16 {
+            payload[8..16].copy_from_slice(&seq.to_be_bytes());
+        }
+        seq += 1;
         masked_frame(opcode, payload)
     };
     // The server's memory halfway through, sampled on a task of its own:
@@ -584,15 +602,17 @@ async fn fanout(args: Arc<Args>) -> String {
     }
     let rss_during = rss_during.await.unwrap_or(0);
     let mut latencies = Vec::new();
+    let mut dropped = 0;
     for task in tasks {
-        if let Ok(mut measured) = task.await {
+        if let Ok((mut measured, missed)) = task.await {
             latencies.append(&mut measured);
+            dropped += missed;
         }
     }
     latencies.sort_unstable();
     format!(
         "{{\"mode\":\"fanout\",\"receivers\":{opened},\"size\":{size},\"deliveries_per_sec\":{:.0},\
-         \"published\":{},\"p50_us\":{},\"p99_us\":{},\"server_rss_kib\":{rss_during}}}",
+         \"published\":{},\"dropped\":{dropped},\"p50_us\":{},\"p99_us\":{},\"server_rss_kib\":{rss_during}}}",
         latencies.len() as f64 / args.duration,
         published.load(Ordering::Relaxed),
         percentile(&latencies, 50.0),

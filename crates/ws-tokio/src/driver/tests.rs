@@ -22,7 +22,7 @@ async fn beside<F: Future>(mut driver: Pin<&mut impl Future>, work: F) -> F::Out
 
 /// What the driver holds in buffers: the read buffer, the output's (if
 /// its working buffers are made), and the link's queues.
-fn held<F>(driver: Pin<&mut Driver<TcpStream, F, ToLink>>) -> (usize, Option<usize>, bool) {
+fn held<S, F>(driver: Pin<&mut Driver<S, F, ToLink>>) -> (usize, Option<usize>, bool) {
     let state = driver.project().state;
     let read = state.conn.read_buffer().capacity();
     let output = state.work.0.as_ref().map(|work| work.out.tail.capacity());
@@ -219,6 +219,8 @@ async fn a_large_frame_announced_then_stalled_reserves_what_arrived() {
 struct PingFlood {
     /// Where the next read starts in the endless run of pings.
     at: usize,
+    /// The peer reads nothing: every write waits.
+    stall_writes: bool,
 }
 
 impl tokio::io::AsyncRead for PingFlood {
@@ -245,6 +247,9 @@ impl tokio::io::AsyncWrite for PingFlood {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.stall_writes {
+            return Poll::Pending;
+        }
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -269,7 +274,10 @@ async fn section_7_1_1_the_close_deadline_fires_while_the_peer_floods() {
     let conn = Connection::new(Role::Server, config);
     let settings = Arc::new(Settings::default());
     let handshake = Handshake::new(http::Request::new(()));
-    let flood = PingFlood { at: 0 };
+    let flood = PingFlood {
+        at: 0,
+        stall_writes: false,
+    };
     let (ws, driver) = open(flood, conn, handshake, &settings, std::future::pending());
     let (_rx, tx) = ws.split();
     tx.close(CloseCode::NORMAL, "bye").unwrap();
@@ -277,5 +285,38 @@ async fn section_7_1_1_the_close_deadline_fires_while_the_peer_floods() {
     assert!(
         ended.is_ok(),
         "the driver never gave up waiting for the close"
+    );
+}
+
+/// Issue 25: a ping flood from a peer that never reads our pongs. Only the
+/// latest ping's pong is owed (RFC 6455 section 5.5.3 lets a pong answer
+/// only the most recent ping), and once the unwritten output reaches its
+/// bound the driver stops reading: memory stays bounded however long the
+/// flood lasts.
+#[tokio::test]
+async fn section_5_5_3_a_ping_flood_from_a_peer_that_never_reads_stays_bounded() {
+    let conn = Connection::new(Role::Server, Config::default());
+    let settings = Arc::new(Settings::default());
+    let handshake = Handshake::new(http::Request::new(()));
+    let flood = PingFlood {
+        at: 0,
+        stall_writes: true,
+    };
+    let (_ws, driver) = open(flood, conn, handshake, &settings, std::future::pending());
+    let mut driver = pin!(driver);
+    for _ in 0..5 {
+        let settle = tokio::time::sleep(std::time::Duration::from_millis(40));
+        beside(driver.as_mut(), settle).await;
+        let (read, output, _) = held(driver.as_mut());
+        assert!(read <= 64 * 1024, "read buffer {read}");
+        assert!(
+            output.unwrap_or(0) <= 2 * COALESCE_LIMIT,
+            "output {output:?} bytes"
+        );
+    }
+    let state = driver.project().state;
+    assert!(
+        state.work.out_len() >= COALESCE_LIMIT / 2,
+        "the flood was read until the bound"
     );
 }
