@@ -4,12 +4,15 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60)
 #
+# TARGETS="a b" runs only those targets (two runs with different targets
+# can share the machine's cores).
+#
 # Needs cargo-fuzz (`cargo install --locked cargo-fuzz`) and a nightly
 # toolchain, which libFuzzer's sanitizer flags require.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-60}"
-targets=(frame_header server_connection client_connection request_parser response_parser)
+read -r -a targets <<<"${TARGETS:-frame_header server_connection client_connection request_parser response_parser}"
 mkdir -p artifacts corpus
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
