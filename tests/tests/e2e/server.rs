@@ -898,3 +898,52 @@ async fn the_close_timeout_fires_against_a_peer_that_ignores_our_close() {
         drop(stream);
     }
 }
+
+/// Issue 25: the peer goes away while the server waits for its close frame:
+/// with an end of stream (it shut its side down), or with a reset
+/// (`SO_LINGER` 0). Either ends the wait at once, not at the close timeout
+/// (a minute here, past the test's own limit), and the handler's
+/// `close().await` returns.
+#[tokio::test]
+async fn section_7_1_1_eof_or_reset_during_closing_ends_the_wait() {
+    for reset in [false, true] {
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let handler = move |ws: WebSocket| {
+            let closed_tx = closed_tx.clone();
+            async move {
+                let outcome = ws.close(CloseCode::NORMAL, "bye").await;
+                let _ = closed_tx.send(format!("{outcome:?}"));
+            }
+        };
+        let builder = quiet().close_timeout(Duration::from_secs(60));
+        let (addr, _stop) = start(builder, handler).await;
+        let mut stream = raw_upgrade(addr, &upgrade_request("")).await;
+        // The rest of the 101's head, then the server's close frame.
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") || !seen.contains(&0x88) {
+            let mut byte = [0u8; 1];
+            timeout(LIMIT, stream.read_exact(&mut byte))
+                .await
+                .unwrap()
+                .unwrap();
+            seen.push(byte[0]);
+        }
+        if reset {
+            stream.set_zero_linger().unwrap();
+            drop(stream);
+        } else {
+            stream.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            // The server closes its side too once it has seen ours.
+            timeout(LIMIT, stream.read_to_end(&mut rest))
+                .await
+                .expect("the server ended the connection")
+                .unwrap();
+        }
+        let outcome = timeout(LIMIT, closed_rx.recv())
+            .await
+            .expect("close() returned before the close timeout")
+            .unwrap();
+        assert_eq!(outcome, "Ok(())", "reset {reset}");
+    }
+}
