@@ -947,3 +947,56 @@ async fn section_7_1_1_eof_or_reset_during_closing_ends_the_wait() {
         assert_eq!(outcome, "Ok(())", "reset {reset}");
     }
 }
+
+/// Issue 25, item 15: run by the test below in a child process whose limit
+/// on open descriptors `prlimit` lowered to 64. Clients open connections
+/// until the process has no descriptor left, so that the server's
+/// `accept` fails with EMFILE; once they are closed, the server serves
+/// again.
+#[tokio::test]
+#[ignore = "run under prlimit by the_accept_loop_keeps_serving_when_out_of_descriptors"]
+async fn out_of_descriptors_child() {
+    let (addr, _stop) = start(quiet(), echo).await;
+    let mut held = Vec::new();
+    let exhausted = loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(stream) => held.push(stream),
+            Err(error) => break error,
+        }
+        assert!(held.len() < 1000, "the limit did not apply");
+    };
+    assert_eq!(exhausted.raw_os_error(), Some(24), "EMFILE: {exhausted}");
+    // The server tries to accept what is pending, and backs off.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(held);
+    let (mut ws, _) = timeout(LIMIT, async {
+        loop {
+            match tokio_tungstenite::connect_async(format!("ws://{addr}/")).await {
+                Ok(connected) => break connected,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("the server serves again");
+    check_echo(&mut ws).await;
+}
+
+/// Issue 25, item 15: the accept loop keeps serving through EMFILE (see
+/// the child above, which this runs with its descriptor limit lowered).
+#[test]
+fn the_accept_loop_keeps_serving_when_out_of_descriptors() {
+    let exe = std::env::current_exe().unwrap();
+    let status = std::process::Command::new("prlimit")
+        .args(["--nofile=64:64", "--"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "server::out_of_descriptors_child",
+            "--ignored",
+            "--quiet",
+        ])
+        .status()
+        .expect("prlimit (util-linux) runs the child");
+    assert!(status.success(), "the child failed: {status}");
+}
