@@ -5,10 +5,11 @@
 //! recipient; a client that stops reading has its own bounded queue and
 //! misses the newest messages rather than slowing the others.
 //!
-//! Run with: `cargo run --release --example broadcast_server -- [ADDR] [--presence]`
+//! Run with: `cargo run --release --example broadcast_server -- [ADDR] [--presence] [--ping-interval-ms N]`
 //! (default `127.0.0.1:9002`). With `--presence`, the room is also told when
 //! someone joins or leaves; without it, nothing but the clients' messages is
-//! ever sent.
+//! ever sent. `--ping-interval-ms` sets the heartbeat (default 20 s, with
+//! half of it for the pong), as `scripts/soak.sh` does.
 
 use ws_server::{Hub, Message, Publication, Server, WebSocket};
 
@@ -17,9 +18,12 @@ async fn main() -> std::io::Result<()> {
     ws_examples::init_logging();
     let mut addr = "127.0.0.1:9002".to_owned();
     let mut presence = false;
-    for arg in std::env::args().skip(1) {
+    let mut heartbeat = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--presence" => presence = true,
+            "--ping-interval-ms" => heartbeat = args.next().and_then(|ms| ms.parse().ok()),
             other => addr = other.to_owned(),
         }
     }
@@ -55,9 +59,11 @@ async fn main() -> std::io::Result<()> {
     // Broadcast connections are mostly idle and small: allow more of them
     // than the default 10 000.
     // Only pages served by this host may connect (see echo_server.rs).
-    Server::builder()
-        .same_origin()
-        .max_connections(50_000)
+    let mut server = Server::builder().same_origin().max_connections(50_000);
+    if let Some(ms) = heartbeat {
+        server = ws_examples::heartbeat(server, ms);
+    }
+    server
         .serve(handler, addr)
         .with_graceful_shutdown(ws_examples::shutdown_signal())
         .await

@@ -3,8 +3,10 @@
 //! waits for the closing handshakes. This is the server the conformance
 //! suite (Autobahn|Testsuite) runs against.
 //!
-//! Run with: `cargo run --release --example echo_server -- [ADDR] [--inline] [--tls-cert PATH --tls-key PATH]`
+//! Run with: `cargo run --release --example echo_server -- [ADDR] [--inline] [--ping-interval-ms N] [--tls-cert PATH --tls-key PATH]`
 //! (default `127.0.0.1:9001`), and log with `RUST_LOG=ws_server=debug`.
+//! `--ping-interval-ms` sets the heartbeat (default 20 s, with half of it
+//! for the pong), as `scripts/soak.sh` does.
 //! With a PEM certificate chain and key it serves `wss://` instead.
 //!
 //! Two ways to write the same echo. By default each connection gets a
@@ -24,12 +26,14 @@ async fn main() -> ExitCode {
     let mut addr = "127.0.0.1:9001".to_owned();
     let (mut cert, mut key) = (None, None);
     let mut inline = false;
+    let mut heartbeat = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--tls-cert" => cert = args.next(),
             "--tls-key" => key = args.next(),
             "--inline" => inline = true,
+            "--ping-interval-ms" => heartbeat = args.next().and_then(|ms| ms.parse().ok()),
             other if !other.starts_with("--") => addr = other.to_owned(),
             other => {
                 eprintln!("unknown option {other}");
@@ -54,6 +58,9 @@ async fn main() -> ExitCode {
     // it: only pages served by this host may connect (others get 403);
     // clients that are not browsers send no Origin and are let in.
     let mut server = Server::builder().same_origin();
+    if let Some(ms) = heartbeat {
+        server = ws_examples::heartbeat(server, ms);
+    }
     match (cert, key) {
         (Some(cert), Some(key)) => match TlsConfig::from_pem_files(&cert, &key) {
             Ok(tls) => server = server.tls(tls),

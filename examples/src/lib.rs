@@ -31,3 +31,12 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// Sets a server's heartbeat to a ping every `interval_ms` milliseconds,
+/// with half of that for the pong (the interval must exceed the timeout).
+pub fn heartbeat(server: ws_server::ServerBuilder, interval_ms: u64) -> ws_server::ServerBuilder {
+    let interval = std::time::Duration::from_millis(interval_ms.max(2));
+    server
+        .ping_interval(Some(interval))
+        .ping_timeout(Some(interval / 2))
+}
