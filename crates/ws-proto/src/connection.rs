@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON_LEN};
+use crate::close::{CloseFrame, MAX_CLOSE_REASON_LEN};
+use crate::close_code::CloseCode;
 use crate::config::Config;
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{Decoded, FrameHeader};

@@ -1,7 +1,7 @@
 //! Errors of the frame layer: what the peer did wrong, and what a local send
 //! may not do.
 
-use crate::close::CloseCode;
+use crate::close_code::CloseCode;
 
 /// A violation of RFC 6455 by the peer, or a received frame or message over a
 /// configured limit. Every variant knows the close code it fails the

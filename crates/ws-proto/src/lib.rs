@@ -46,6 +46,7 @@
 //! follows; `docs/limits.md` explains every limit and its default.
 
 mod close;
+mod close_code;
 mod config;
 mod connection;
 mod error;
@@ -58,7 +59,8 @@ mod timers;
 mod utf8;
 
 pub use bytes::{Bytes, BytesMut};
-pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON_LEN};
+pub use close::{CloseFrame, MAX_CLOSE_REASON_LEN};
+pub use close_code::CloseCode;
 pub use config::{Config, ConfigError};
 pub use connection::{Connection, ConnectionBuilder, Role, State};
 pub use error::{ProtocolError, SendError};

@@ -635,6 +635,7 @@ async fn run(serve: Serve) -> io::Result<()> {
     }
 
     drop(listener);
+    tasks.reap_ended();
     tracing::info!(open = tasks.len(), "shutting down");
     stop.stop();
     let deadline = shared.builder.shutdown_timeout;

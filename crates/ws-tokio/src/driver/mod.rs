@@ -38,7 +38,8 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Below this much room, the read buffer grows (or is compacted) first.
 const READ_MIN: usize = 1024;
 /// The most reserved for one read when a large frame is arriving (the
-/// buffer doubles with what has arrived, up to this much at a time).
+/// buffer grows to at most five times what has arrived, up to this much
+/// at a time).
 const READ_MAX: usize = 1 << 20;
 /// I/O passes in a row, within one poll, after which the deadlines are
 /// looked at even though the socket is still busy.
@@ -606,15 +607,16 @@ impl<S: Transport, D: Deliver> DriverState<S, D> {
         // a failed call.
         //
         // The room grows with the bytes that have arrived, never with what
-        // a frame's header announces: at most as much again as the buffer
+        // a frame's header announces: at most four times what the buffer
         // holds (a chunk at least). A header announcing 1 MiB followed by a
         // stall, or by a trickle, costs a chunk or two, not 1 MiB; a large
-        // frame that does arrive doubles the buffer on its way.
+        // frame that does arrive grows the buffer in few steps, each
+        // copying only what arrived before it.
         let wanted = self.conn.bytes_wanted();
         let buf = self.conn.read_buffer();
         let spare = buf.capacity() - buf.len();
         if spare < READ_MIN || spare <= wanted {
-            let grow = wanted.min(buf.len().max(READ_CHUNK));
+            let grow = wanted.min((4 * buf.len()).max(READ_CHUNK));
             buf.reserve((grow + READ_CHUNK).min(READ_MAX));
         }
         let read = pin!(self.stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
