@@ -35,6 +35,9 @@ use crate::websocket::WebSocket;
 
 /// Bytes reserved in the read buffer before a read.
 const READ_CHUNK: usize = 8 * 1024;
+/// The most reserved for the rest of a frame beyond what has arrived of
+/// it, before more arrives (see `poll_io`).
+const READ_AHEAD: usize = 64 * 1024;
 /// Below this much room, the read buffer grows (or is compacted) first.
 const READ_MIN: usize = 1024;
 /// The most reserved for one read when a large frame is arriving (the
@@ -606,18 +609,19 @@ impl<S: Transport, D: Deliver> DriverState<S, D> {
         // readiness (Tokio's does) instead of the next read finding out with
         // a failed call.
         //
-        // The room grows with the bytes that have arrived, never with what
-        // a frame's header announces: at most four times what the buffer
-        // holds (a chunk at least). A header announcing 1 MiB followed by a
-        // stall, or by a trickle, costs a chunk or two, not 1 MiB; a large
-        // frame that does arrive grows the buffer in few steps, each
-        // copying only what arrived before it.
+        // The room follows the bytes that have arrived, not what a frame's
+        // header announces: at most `READ_AHEAD` beyond them, or four
+        // times what the buffer holds once that is more. A header
+        // announcing 1 MiB followed by a stall, or by a trickle, costs
+        // 72 KiB, not 1 MiB; a frame of up to 64 KiB arrives into one
+        // allocation, and a larger one grows it in few steps, each copying
+        // only what arrived before it.
         let wanted = self.conn.bytes_wanted();
         let buf = self.conn.read_buffer();
         let spare = buf.capacity() - buf.len();
-        if spare < READ_MIN || spare <= wanted {
-            let grow = wanted.min((4 * buf.len()).max(READ_CHUNK));
-            buf.reserve((grow + READ_CHUNK).min(READ_MAX));
+        let room = (wanted.min((4 * buf.len()).max(READ_AHEAD)) + READ_CHUNK).min(READ_MAX);
+        if spare < READ_MIN || (spare <= wanted && spare + READ_CHUNK < room) {
+            buf.reserve(room);
         }
         let read = pin!(self.stream.read_buf(buf)).poll(cx).map_ok(Io::Read);
         if read.is_pending() {
