@@ -83,6 +83,9 @@ fn parse_args() -> Result<Args, String> {
 #[derive(Default)]
 struct Counts {
     connects: AtomicU64,
+    /// Answered 503: the server was at its connection limit (a client's
+    /// new connection can overlap the end of its old one).
+    busy: AtomicU64,
     connect_errors: AtomicU64,
     /// Connections open now, and the most at once.
     open: AtomicU64,
@@ -99,7 +102,10 @@ struct Counts {
     abandoned: AtomicU64,
     clean_closes: AtomicU64,
     resets: AtomicU64,
-    /// Connections that ended with an error the client did not cause.
+    /// Connections the server closed because the heartbeat's pong was
+    /// late (1011): the client fell behind in reading.
+    heartbeat_closes: AtomicU64,
+    /// Connections that ended otherwise without the client causing it.
     failures: AtomicU64,
 }
 
@@ -165,8 +171,20 @@ async fn client(index: usize, args: Arc<Args>, counts: Arc<Counts>, end_at: Inst
                 live(ws, &args, &counts, until, end, slow, tag).await;
                 counts.open.fetch_sub(1, Ordering::Relaxed);
             }
-            Err(_) => {
-                Counts::add(&counts.connect_errors, 1);
+            Err(error) => {
+                let busy = matches!(
+                    &error,
+                    tokio_tungstenite::tungstenite::Error::Http(response)
+                        if response.status() == 503
+                );
+                Counts::add(
+                    if busy {
+                        &counts.busy
+                    } else {
+                        &counts.connect_errors
+                    },
+                    1,
+                );
                 sleep(Duration::from_millis(100 + rng.below(400))).await;
             }
         }
@@ -196,6 +214,7 @@ async fn live(
     let mut tick = tokio::time::interval(args.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
+    let mut server_close = None;
     let deadline = sleep_until(until);
     tokio::pin!(deadline);
     loop {
@@ -204,7 +223,12 @@ async fn live(
             _ = tick.tick() => {
                 let text = format!("{tag} {next_send}");
                 if sink.send(Message::text(text)).await.is_err() {
-                    Counts::add(&counts.failures, 1);
+                    let counter = if server_close == Some(1011) {
+                        &counts.heartbeat_closes
+                    } else {
+                        &counts.failures
+                    };
+                    Counts::add(counter, 1);
                     return;
                 }
                 next_send += 1;
@@ -219,9 +243,17 @@ async fn live(
                         Some(Ok(Message::Text(text))) => {
                             check(&text, echo, tag, &mut next_echo, &mut runs, counts);
                         }
+                        Some(Ok(Message::Close(frame))) => {
+                            server_close = frame.map(|f| u16::from(f.code));
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => {
-                            Counts::add(&counts.failures, 1);
+                            let counter = if server_close == Some(1011) {
+                                &counts.heartbeat_closes
+                            } else {
+                                &counts.failures
+                            };
+                            Counts::add(counter, 1);
                             return;
                         }
                     }
@@ -322,16 +354,18 @@ async fn main() {
     let c = &counts;
     let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     println!(
-        "{{\"mode\":\"{}\",\"connections\":{},\"peak_open\":{},\"connects\":{},\"connect_errors\":{},\
-         \"clean_closes\":{},\"resets\":{},\"failures\":{},\"sent\":{},\"received\":{},\"lost\":{},\
-         \"reordered\":{},\"abandoned\":{}}}",
+        "{{\"mode\":\"{}\",\"connections\":{},\"peak_open\":{},\"connects\":{},\"busy_503\":{},\
+         \"connect_errors\":{},\"clean_closes\":{},\"resets\":{},\"heartbeat_closes\":{},\"failures\":{},\
+         \"sent\":{},\"received\":{},\"lost\":{},\"reordered\":{},\"abandoned\":{}}}",
         args.mode,
         args.connections,
         get(&c.peak),
         get(&c.connects),
+        get(&c.busy),
         get(&c.connect_errors),
         get(&c.clean_closes),
         get(&c.resets),
+        get(&c.heartbeat_closes),
         get(&c.failures),
         get(&c.sent),
         get(&c.received),

@@ -185,7 +185,10 @@ async fn a_large_frame_announced_then_stalled_reserves_what_arrived() {
     let settle = tokio::time::sleep(std::time::Duration::from_millis(50));
     beside(driver.as_mut(), settle).await;
     let (read, _, _) = held(driver.as_mut());
-    assert!(read <= 2 * READ_AHEAD, "reserved {read} bytes for 15 received");
+    assert!(
+        read <= 2 * READ_AHEAD,
+        "reserved {read} bytes for 15 received"
+    );
 
     // A trickle: 200 more bytes, one write each.
     for _ in 0..200 {
@@ -195,7 +198,10 @@ async fn a_large_frame_announced_then_stalled_reserves_what_arrived() {
     let settle = tokio::time::sleep(std::time::Duration::from_millis(50));
     beside(driver.as_mut(), settle).await;
     let (read, _, _) = held(driver.as_mut());
-    assert!(read <= 2 * READ_AHEAD, "reserved {read} bytes for 215 received");
+    assert!(
+        read <= 2 * READ_AHEAD,
+        "reserved {read} bytes for 215 received"
+    );
 
     // The frame does arrive: the buffer grows to hold it, and the message
     // is delivered whole.
