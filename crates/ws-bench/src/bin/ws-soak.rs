@@ -113,6 +113,17 @@ impl Counts {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// A connection ended without the client causing it: a heartbeat
+    /// close if the server's close frame said 1011, a failure otherwise.
+    fn ended_by_server(&self, close_code: Option<u16>) {
+        let counter = if close_code == Some(1011) {
+            &self.heartbeat_closes
+        } else {
+            &self.failures
+        };
+        Self::add(counter, 1);
+    }
 }
 
 /// A small random number generator per connection (xorshift), seeded from
@@ -223,12 +234,7 @@ async fn live(
             _ = tick.tick() => {
                 let text = format!("{tag} {next_send}");
                 if sink.send(Message::text(text)).await.is_err() {
-                    let counter = if server_close == Some(1011) {
-                        &counts.heartbeat_closes
-                    } else {
-                        &counts.failures
-                    };
-                    Counts::add(counter, 1);
+                    counts.ended_by_server(server_close);
                     return;
                 }
                 next_send += 1;
@@ -248,12 +254,7 @@ async fn live(
                         }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => {
-                            let counter = if server_close == Some(1011) {
-                                &counts.heartbeat_closes
-                            } else {
-                                &counts.failures
-                            };
-                            Counts::add(counter, 1);
+                            counts.ended_by_server(server_close);
                             return;
                         }
                     }
