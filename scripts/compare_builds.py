@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from bench import wait_listening
+
 PROFILES = [
     ("echo 64 x 1 in flight, 5 B", ["examples/echo_server"],
      ["echo", "--connections", "64", "--depth", "1", "--size", "5"], "msgs_per_sec"),
@@ -47,17 +49,6 @@ PROFILES = [
 ]
 
 PORT = 9600
-
-
-def wait_listening(port, deadline=10.0):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def run(release, load, server_cmd, load_args):

@@ -503,7 +503,7 @@ impl Client {
         // One deadline for the TLS handshake (if any) and the upgrade.
         // A timeout too long for the clock (`Duration::MAX`) means no deadline
         // (issue 25, item 7: it used to overflow and panic).
-        let deadline = deadline_after(builder.handshake_timeout);
+        let deadline = ws_tokio::deadline_after(builder.handshake_timeout);
 
         #[cfg(feature = "tls")]
         if target.secure {
@@ -659,14 +659,6 @@ impl Client {
 /// As [`Client::connect`].
 pub async fn connect(url: impl AsRef<str>) -> Result<(WebSocket, HandshakeResponse), ConnectError> {
     Client::builder().connect(url).await
-}
-
-/// The instant `timeout` from now; one far beyond any connection's life
-/// when the clock cannot represent it.
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 #[cfg(test)]

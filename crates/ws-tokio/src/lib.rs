@@ -54,5 +54,6 @@ pub use handshake::Handshake;
 pub use inline::{MessageHandler, Reply};
 pub use settings::Settings;
 pub use sync::{Join, JoinTask, Stop, Stopped};
+pub use timer::deadline_after;
 pub use transport::Transport;
 pub use websocket::{WebSocket, WebSocketReceiver, WebSocketSender};

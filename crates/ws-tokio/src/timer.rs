@@ -4,7 +4,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Waker};
 
+use std::time::Duration;
+
 use tokio::time::{Instant, Sleep, sleep_until};
+
+/// The instant `timeout` from now, for a deadline that spans several
+/// steps (a TLS handshake, then the upgrade); one far beyond any
+/// connection's life when the clock cannot hold it, as for
+/// `Duration::MAX`, which therefore means no deadline.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
 
 pin_project_lite::pin_project! {
     /// One timer for whichever deadline comes first, reset only when that

@@ -126,7 +126,7 @@ fn connection(
     // One deadline for the TLS handshake (if any) and the HTTP upgrade.
     // A timeout too long for the clock (`Duration::MAX`) means no deadline
     // (issue 25, item 7: it used to overflow and panic).
-    let deadline = deadline_after(shared.builder.handshake_timeout);
+    let deadline = ws_tokio::deadline_after(shared.builder.handshake_timeout);
     #[cfg(feature = "tls")]
     if let Some(tls) = shared.builder.tls.clone() {
         // The acceptor is shared (a reference count): the opening owns one.
@@ -292,12 +292,4 @@ async fn reject<S: AsyncRead + AsyncWrite + Unpin, T>(
     stream.write_all(&out).await?;
     stream.shutdown().await?;
     Ok(None)
-}
-
-/// The instant `timeout` from now; one far beyond any connection's life
-/// when the clock cannot represent it.
-fn deadline_after(timeout: std::time::Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
 }
