@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument;
 use url::{Host, Url};
 use ws_proto::{
-    ClientRequest, Config, ConfigError, Connection, Decoded, HandshakeResponse, MaskKeySource, Role,
+    ClientRequest, Config, Connection, Decoded, HandshakeResponse, MaskKeySource, Role,
 };
 use ws_tokio::{Handshake, Settings, Transport, WebSocket};
 
@@ -237,15 +237,12 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError::PingIntervalNotGreaterThanTimeout`] when both heartbeat
-    /// values are set and the interval is not greater than the timeout;
+    /// [`BuildError::Config`] when the connection settings cannot work
+    /// (both heartbeat values set and the interval not greater than the
+    /// timeout);
     /// [`BuildError::InvalidCookie`] for a cookie that cannot be sent.
     pub fn build(self) -> Result<Client, BuildError> {
-        if let Err(ConfigError::PingIntervalNotGreaterThanTimeout { interval, timeout }) =
-            self.config.check()
-        {
-            return Err(BuildError::PingIntervalNotGreaterThanTimeout { interval, timeout });
-        }
+        self.config.check()?;
         let cookie = if self.cookies.is_empty() {
             None
         } else {

@@ -12,18 +12,11 @@ use ws_proto::{RejectedResponse, ResponseError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The heartbeat needs `ping_interval > ping_timeout`: a pong may take
-    /// up to the timeout, and the next ping is due after the interval.
-    #[error(
-        "ping_interval ({interval:?}) must be greater than ping_timeout ({timeout:?}): \
-         ensure ping_interval > ping_timeout"
-    )]
-    PingIntervalNotGreaterThanTimeout {
-        /// The interval set.
-        interval: Duration,
-        /// The timeout set.
-        timeout: Duration,
-    },
+    /// The connection settings cannot work, for example a heartbeat
+    /// without `ping_interval > ping_timeout` (the core's own check, the
+    /// same as the server's).
+    #[error(transparent)]
+    Config(#[from] ws_proto::ConfigError),
     /// A cookie name or value that cannot go in a `Cookie` header.
     #[error("invalid cookie {0:?}")]
     InvalidCookie(String),

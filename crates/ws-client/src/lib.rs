@@ -69,6 +69,7 @@ pub use ws_proto as proto;
 /// The `http` crate, whose types appear in this API.
 pub use ws_proto::http;
 pub use ws_proto::{
-    CloseCode, CloseFrame, HandshakeResponse, Message, RejectedResponse, ResponseError, Utf8Bytes,
+    CloseCode, CloseFrame, ConfigError, HandshakeResponse, Message, RejectedResponse,
+    ResponseError, Utf8Bytes,
 };
 pub use ws_tokio::{Error, Settings, WebSocket, WebSocketReceiver, WebSocketSender};

@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 use ws_client::http::{HeaderName, HeaderValue, StatusCode};
 use ws_client::{
-    App, AppError, BuildError, Callbacks, Client, CloseCode, ConnectError, Error, Message,
-    Reconnect, ResponseError, WebSocket, WebSocketSender,
+    App, AppError, BuildError, Callbacks, Client, CloseCode, ConfigError, ConnectError, Error,
+    Message, Reconnect, ResponseError, WebSocket, WebSocketSender,
 };
 use ws_proto::{ProtocolError, Rejection, accept_key};
 use ws_server::{Accept, Server, WebSocket as ServerSocket};
@@ -417,10 +417,10 @@ fn ping_interval_must_be_greater_than_ping_timeout() {
     let error = pair(Some(secs(5)), Some(secs(5))).unwrap_err();
     assert_eq!(
         error,
-        BuildError::PingIntervalNotGreaterThanTimeout {
+        BuildError::Config(ConfigError::PingIntervalNotGreaterThanTimeout {
             interval: secs(5),
             timeout: secs(5)
-        }
+        })
     );
     let text = error.to_string();
     assert!(text.contains("ping_interval (5s)"), "{text}");

@@ -10,7 +10,7 @@ use tokio::io::ReadBuf;
 use tokio::time::Instant;
 use ws_proto::Role;
 
-use super::{Deliver, DriverState, Phase};
+use super::{Deliver, DriverState, Incoming, Phase};
 use crate::error::Error;
 use crate::timer::Timer;
 use crate::transport::Transport;
@@ -30,7 +30,7 @@ impl<S: Transport, D: Deliver> DriverState<S, D> {
                 break;
             }
         }
-        self.incoming_open = false;
+        self.incoming = Incoming::Shut;
         self.link
             .take_commands(|| &mut self.work.get().commands, usize::MAX);
         self.apply_commands();

@@ -5,7 +5,7 @@
 
 use ws_proto::{CloseCode, CloseFrame, Message};
 
-use super::{COALESCE_LIMIT, DriverState, Room};
+use super::{COALESCE_LIMIT, DriverState, Incoming, Room};
 use crate::inline::{MessageHandler, Reply};
 use crate::transport::Transport;
 
@@ -49,14 +49,16 @@ pub(crate) struct ToLink;
 impl Deliver for ToLink {
     #[inline]
     fn room<S: Transport>(inner: &mut DriverState<S, Self>) -> usize {
-        if inner.free > 0 && inner.incoming_open {
-            return inner.free as usize;
+        match inner.incoming {
+            Incoming::Open { free } if free > 0 => return free as usize,
+            Incoming::Open { .. } => {}
+            Incoming::Shut => return usize::MAX,
         }
         match inner.link.room() {
-            Room::Free(free) if inner.incoming_open => free,
+            Room::Free(free) => free,
             // Nobody is reading: messages are decoded and dropped.
-            _ => {
-                inner.incoming_open = false;
+            Room::Gone => {
+                inner.incoming = Incoming::Shut;
                 usize::MAX
             }
         }
@@ -68,7 +70,7 @@ impl Deliver for ToLink {
         message: Option<Message>,
         free: &mut usize,
     ) -> bool {
-        if let Some(message) = message.filter(|_| inner.incoming_open) {
+        if let Some(message) = message.filter(|_| inner.incoming.is_open()) {
             inner.work.get().received.push_back(Ok(message));
             *free -= 1;
         }
@@ -88,7 +90,7 @@ impl Deliver for ToLink {
     }
 
     fn hand_over_failure<S: Transport>(inner: &mut DriverState<S, Self>) -> bool {
-        if !inner.incoming_open {
+        if !inner.incoming.is_open() {
             return false;
         }
         let Some(error) = inner.failure.take() else {
@@ -107,7 +109,7 @@ impl Deliver for ToLink {
 
     fn end<S: Transport>(inner: &mut DriverState<S, Self>) {
         if let Some(failure) = inner.failure.take()
-            && inner.incoming_open
+            && inner.incoming.is_open()
         {
             inner.deliver_failure(*failure);
         }

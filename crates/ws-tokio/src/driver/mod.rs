@@ -154,6 +154,25 @@ impl Commands {
     }
 }
 
+/// The application's side of received messages, as the driver knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Incoming {
+    /// Messages are handed over. `free` is the room in the receiver's queue
+    /// as of the last look under its lock: a lower bound until the driver
+    /// queues more, since only the receiver takes from it. While above
+    /// zero, decoding needs no lock to find room.
+    Open { free: u32 },
+    /// Nobody takes messages any more (the receiver is gone, or was given
+    /// the error that ended the connection): decoded messages are dropped.
+    Shut,
+}
+
+impl Incoming {
+    fn is_open(self) -> bool {
+        self != Self::Shut
+    }
+}
+
 /// Where the driver is in the connection's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -207,13 +226,11 @@ struct DriverState<S, D> {
     eof: bool,
     /// The application's command queue, as far as the driver knows.
     commands: Commands,
-    incoming_open: bool,
+    /// Whether the application still takes received messages, and how
+    /// many more fit.
+    incoming: Incoming,
     /// The receiver's queue is full: the socket is not read.
     blocked: bool,
-    /// Room in the receiver's queue as of the last look under its lock: a
-    /// lower bound until the driver queues more, since only the receiver
-    /// takes from it. While above zero, decoding needs no lock to find room.
-    free: u32,
     /// Whether anything crossed the link since its buffers were last given
     /// back: only then is there something to give back.
     link_used: bool,
@@ -250,9 +267,8 @@ fn drive<S: Transport, F: Future<Output = ()>, D: Deliver>(
             phase: Phase::Open,
             eof: false,
             commands: Commands::Waiting,
-            incoming_open: true,
+            incoming: Incoming::Open { free: 0 },
             blocked: false,
-            free: 0,
             link_used: false,
             feed_pending: true,
             release_at: None,
@@ -522,13 +538,14 @@ impl<S: Transport, D: Deliver> DriverState<S, D> {
 
     /// Keeps what the driver learned of the receiver's room.
     fn note_room(&mut self, room: Room) {
-        self.free = match room {
-            Room::Free(free) => u32::try_from(free).unwrap_or(u32::MAX),
-            Room::Gone => {
-                self.incoming_open = false;
-                0
-            }
-        };
+        if self.incoming.is_open() {
+            self.incoming = match room {
+                Room::Free(free) => Incoming::Open {
+                    free: u32::try_from(free).unwrap_or(u32::MAX),
+                },
+                Room::Gone => Incoming::Shut,
+            };
+        }
     }
 
     /// Applies the commands taken from the link, in order.
