@@ -61,6 +61,14 @@ pub struct Config {
     /// Prevents a peer from holding a closing connection open forever by
     /// never answering, or by sending data instead of its close frame.
     pub close_timeout: Duration,
+    /// permessage-deflate (RFC 7692): `None` for none, or the settings a
+    /// client offers and a server accepts (see
+    /// [`PerMessageDeflate`](crate::PerMessageDeflate)). Default: `None`;
+    /// a client built with `ws-client` offers it unless told not to.
+    ///
+    /// The memory a connection costs, and the guarantees against
+    /// decompression bombs, are in `docs/compression.md`.
+    pub compression: Option<crate::PerMessageDeflate>,
 }
 
 /// Why a [`Config`] cannot be used.
@@ -124,6 +132,12 @@ impl Config {
         self
     }
 
+    /// Sets [`compression`](Self::compression).
+    pub fn compression(mut self, compression: Option<crate::PerMessageDeflate>) -> Self {
+        self.compression = compression;
+        self
+    }
+
     /// Checks the settings that depend on each other; servers and clients
     /// call it when they are built.
     ///
@@ -164,6 +178,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(20)),
             ping_timeout: Some(Duration::from_secs(10)),
             close_timeout: Duration::from_secs(10),
+            compression: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::close::{CloseFrame, MAX_CLOSE_REASON_LEN};
 use crate::close_code::CloseCode;
 use crate::config::Config;
+use crate::deflate::{Codec, DeflateParams, InflateError};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{Decoded, FrameHeader};
 use crate::mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at};
@@ -69,6 +70,9 @@ pub struct Connection {
     /// each connection.
     config: Arc<Config>,
     mask_keys: Option<Box<dyn MaskKeySource>>,
+    /// permessage-deflate, when the handshake settled it (boxed: most
+    /// connections run without it).
+    deflate: Option<Box<Codec>>,
 
     rx: BytesMut,
     /// `rx` is what is left of a buffer grown for a large payload, which
@@ -116,6 +120,9 @@ struct Partial {
     len: u64,
     /// Frames so far.
     count: usize,
+    /// The message is compressed (RSV1 on its first frame): `data` holds
+    /// what its frames inflated to.
+    compressed: bool,
     data: BytesMut,
 }
 
@@ -124,6 +131,7 @@ pub struct ConnectionBuilder {
     role: Role,
     config: Arc<Config>,
     mask_keys: Option<Box<dyn MaskKeySource>>,
+    deflate: Option<DeflateParams>,
 }
 
 impl ConnectionBuilder {
@@ -148,6 +156,17 @@ impl ConnectionBuilder {
         self
     }
 
+    /// permessage-deflate as the opening handshake settled it (see
+    /// [`PerMessageDeflate::accept`](crate::PerMessageDeflate::accept) and
+    /// [`PerMessageDeflate::check_answer`](crate::PerMessageDeflate::check_answer));
+    /// default `None`, no compression. The level, memory level and
+    /// threshold come from the config's
+    /// [`compression`](Config::compression), or their defaults.
+    pub fn deflate(mut self, params: Option<DeflateParams>) -> Self {
+        self.deflate = params;
+        self
+    }
+
     /// The connection, in the [`State::Open`] state.
     pub fn build(self) -> Connection {
         let mask_keys = match self.role {
@@ -157,10 +176,15 @@ impl ConnectionBuilder {
             ),
             Role::Server => None,
         };
+        let deflate = self.deflate.map(|params| {
+            let settings = self.config.compression.clone().unwrap_or_default();
+            Box::new(Codec::new(self.role, params, &settings))
+        });
         Connection {
             role: self.role,
             config: self.config,
             mask_keys,
+            deflate,
             rx: BytesMut::new(),
             rx_large: false,
             header: None,
@@ -193,6 +217,7 @@ impl Connection {
             role,
             config: Arc::default(),
             mask_keys: None,
+            deflate: None,
         }
     }
 
@@ -589,8 +614,45 @@ impl Connection {
         if !close_owed {
             self.poll_transmit(out);
         }
+        if !opcode.is_control()
+            && let Some(codec) = &mut self.deflate
+            && codec.compresses(payload.len())
+        {
+            let mask = self.mask_keys.as_mut().map(|keys| keys.next_key());
+            // RFC 7692 section 6: RSV1 on the first (here the only) frame
+            // of a compressed message.
+            let written = codec.compress(payload, |compressed| {
+                write_compressed(opcode, compressed, mask, out);
+            });
+            if written.is_some() {
+                return Ok(());
+            }
+        }
         self.write_frame(opcode, payload, out);
         Ok(())
+    }
+
+    /// Whether this connection runs permessage-deflate.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// As [`send`](Self::send), but never compressed, whatever the
+    /// message's size: for a message known not to shrink (an image, data
+    /// already compressed), or one that must go out as it is.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_uncompressed(
+        &mut self,
+        message: &Message,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        let codec = self.deflate.take();
+        let sent = self.send(message, out);
+        self.deflate = codec;
+        sent
     }
 
     /// As [`send`](Self::send), but a large server payload is not copied:
@@ -611,7 +673,14 @@ impl Connection {
         out: &mut BytesMut,
         min_shared: usize,
     ) -> Result<Option<Bytes>, SendError> {
+        let compressed = |len: usize| self.deflate.as_ref().is_some_and(|c| c.compresses(len));
         let payload = match message {
+            Message::Text(text) if compressed(text.len()) => {
+                return self.send(message, out).map(|()| None);
+            }
+            Message::Binary(data) if compressed(data.len()) => {
+                return self.send(message, out).map(|()| None);
+            }
             Message::Text(text)
                 if self.role == Role::Server && text.as_bytes().len() >= min_shared =>
             {
@@ -697,8 +766,15 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether the frame's payload is text to validate as it arrives: a
+    /// compressed message is validated as it inflates instead.
     fn is_text(&self, header: &FrameHeader) -> bool {
         !self.close_sent
+            && header.rsv == 0
+            && !self
+                .partial
+                .as_ref()
+                .is_some_and(|partial| partial.compressed)
             && (header.opcode == OpCode::Text
                 || (header.opcode == OpCode::Continuation
                     && self
@@ -711,8 +787,16 @@ impl Connection {
     /// buffered.
     fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         // RFC 6455 section 5.2: RSV1-3 "MUST be 0 unless an extension is
-        // negotiated that defines meanings for non-zero values."
-        if header.rsv != 0 {
+        // negotiated that defines meanings for non-zero values." RFC 7692
+        // section 6: permessage-deflate gives RSV1 a meaning on the first
+        // frame of a data message only; section 6.1: "An endpoint MUST NOT
+        // set the 'Per-Message Compressed' bit of control frames and
+        // non-first fragments of a data message."
+        if header.rsv != 0
+            && (header.rsv != RSV1
+                || self.deflate.is_none()
+                || !matches!(header.opcode, OpCode::Text | OpCode::Binary))
+        {
             return Err(ProtocolError::ReservedBits);
         }
         match (self.role, header.mask.is_some()) {
@@ -771,7 +855,8 @@ impl Connection {
         match header.opcode {
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 let first = header.opcode != OpCode::Continuation;
-                if first && header.fin {
+                let compressed = header.rsv == RSV1;
+                if first && header.fin && !compressed {
                     // A whole message in one frame, the common case: no
                     // assembly. Section 1.4: after sending a Close frame,
                     // data is discarded while waiting for the peer's Close.
@@ -780,11 +865,17 @@ impl Connection {
                     }
                     return self.complete(header.opcode, payload).map(Some);
                 }
+                if first && header.fin && !self.close_sent {
+                    let mut data = BytesMut::new();
+                    self.inflate(header.opcode, &payload, true, true, &mut data)?;
+                    return self.complete(header.opcode, data.freeze()).map(Some);
+                }
                 let partial = if first {
                     self.partial.insert(Box::new(Partial {
                         kind: header.opcode,
                         len: 0,
                         count: 0,
+                        compressed,
                         data: BytesMut::new(),
                     }))
                 } else {
@@ -798,7 +889,16 @@ impl Connection {
                     }
                     return Ok(None);
                 }
-                partial.data.extend_from_slice(&payload);
+                if partial.compressed {
+                    let (kind, mut data) = (partial.kind, std::mem::take(&mut partial.data));
+                    let inflated = self.inflate(kind, &payload, first, header.fin, &mut data);
+                    if let Some(partial) = &mut self.partial {
+                        partial.data = data;
+                    }
+                    inflated?;
+                } else {
+                    partial.data.extend_from_slice(&payload);
+                }
                 if !header.fin {
                     return Ok(None);
                 }
@@ -840,6 +940,39 @@ impl Connection {
                 Ok(Some(Message::Close(frame)))
             }
         }
+    }
+
+    /// Inflates one frame of a compressed message onto `data` (what its
+    /// earlier frames inflated to), and validates a text message's new
+    /// bytes as they come.
+    fn inflate(
+        &mut self,
+        kind: OpCode,
+        payload: &[u8],
+        first: bool,
+        fin: bool,
+        data: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        let codec = self
+            .deflate
+            .as_mut()
+            .expect("RSV1 is refused without deflate");
+        let limit = self.config.max_message_size;
+        let before = data.len();
+        // RFC 7692 section 8.1 leaves the bound to the endpoint: the
+        // inflated message counts against `max_message_size`, checked
+        // inside the inflate loop (1009), and data that does not inflate
+        // fails with 1007.
+        codec
+            .inflate(payload, first, fin, data, limit)
+            .map_err(|error| match error {
+                InflateError::TooBig(size) => ProtocolError::MessageTooLarge { size, limit },
+                InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+            })?;
+        if kind == OpCode::Text && self.utf8.feed(&data[before..]).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(())
     }
 
     /// A complete text or binary message; a text message's UTF-8 was
@@ -905,6 +1038,24 @@ impl Connection {
         if let Some(key) = mask {
             apply_mask(&mut out[start..], key);
         }
+    }
+}
+
+/// The RSV1 bit in [`FrameHeader::rsv`]: permessage-deflate's "Per-Message
+/// Compressed" bit.
+const RSV1: u8 = 0b100;
+
+/// Writes one frame of a compressed message: RSV1 set, the payload masked
+/// with `mask` for a client.
+fn write_compressed(opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut BytesMut) {
+    let mut header = FrameHeader::unfragmented(opcode, mask, payload.len());
+    header.rsv = RSV1;
+    out.reserve(header.encoded_len() + payload.len());
+    header.encode(out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key);
     }
 }
 

@@ -70,6 +70,11 @@ pub enum ProtocolError {
     /// A close reason that is not UTF-8 (5.5.1).
     #[error("close reason is not valid UTF-8")]
     InvalidCloseReason,
+    /// A compressed message that is not valid DEFLATE data (RFC 7692
+    /// section 8: the connection fails; with 1007, as for other data
+    /// inconsistent with its message type).
+    #[error("compressed message is not valid DEFLATE data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
@@ -79,7 +84,7 @@ impl ProtocolError {
             Self::FrameTooLarge { .. }
             | Self::MessageTooLarge { .. }
             | Self::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

@@ -7,6 +7,7 @@ use super::{
     HeaderError, accept_key, check_target, check_token, check_value, find_head_end, generate_key,
     has_token, list_values, to_header_map, write_headers,
 };
+use crate::deflate::{DeflateParams, DeflateResponseError, PerMessageDeflate};
 use crate::frame::Decoded;
 
 /// The most header fields accepted in a server's response.
@@ -25,6 +26,7 @@ pub struct ClientRequest {
     origin: Option<String>,
     protocols: Vec<String>,
     extensions: Vec<String>,
+    deflate: Option<PerMessageDeflate>,
     headers: HeaderMap,
 }
 
@@ -41,6 +43,7 @@ impl ClientRequest {
             origin: None,
             protocols: Vec::new(),
             extensions: Vec::new(),
+            deflate: None,
             headers: HeaderMap::new(),
         }
     }
@@ -66,6 +69,15 @@ impl ClientRequest {
     /// Requests an extension (a `Sec-WebSocket-Extensions` element).
     pub fn extension(mut self, extension: impl Into<String>) -> Self {
         self.extensions.push(extension.into());
+        self
+    }
+
+    /// Offers permessage-deflate with these settings (RFC 7692); the
+    /// response's answer is checked, and the settled parameters are in
+    /// [`HandshakeResponse::deflate`].
+    pub fn deflate(mut self, settings: PerMessageDeflate) -> Self {
+        self.extensions.push(settings.offer());
+        self.deflate = Some(settings);
         self
     }
 
@@ -132,6 +144,7 @@ impl ClientRequest {
                 .iter()
                 .map(|e| extension_name(e).to_owned())
                 .collect(),
+            deflate: self.deflate.clone(),
             scanned: 0,
             head_end: None,
         })
@@ -150,6 +163,7 @@ pub struct ClientHandshake {
     accept: String,
     protocols: Vec<String>,
     extensions: Vec<String>,
+    deflate: Option<PerMessageDeflate>,
     scanned: usize,
     /// The length of the response head, once its blank line was found: a
     /// rejection's body may arrive in later reads, and the head is not
@@ -166,6 +180,9 @@ pub struct HandshakeResponse {
     pub headers: HeaderMap,
     /// The subprotocol the server chose, one of those offered.
     pub protocol: Option<String>,
+    /// permessage-deflate as the server accepted it, if the request
+    /// offered it ([`ClientRequest::deflate`]) and the server agreed.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// A response other than 101: what the server said instead.
@@ -220,6 +237,9 @@ pub enum ResponseError {
     /// than once: which one the server meant is a guess.
     #[error("more than one {0} header in the response")]
     DuplicateHeader(&'static str),
+    /// A permessage-deflate answer the client must refuse.
+    #[error(transparent)]
+    Deflate(#[from] DeflateResponseError),
 }
 
 impl ClientHandshake {
@@ -346,11 +366,16 @@ impl ClientHandshake {
                 Some(value)
             }
         };
+        let deflate = match &self.deflate {
+            Some(settings) => settings.check_answer(&headers)?,
+            None => None,
+        };
         Ok(Decoded::Done {
             value: HandshakeResponse {
                 status,
                 headers,
                 protocol,
+                deflate,
             },
             consumed: end,
         })

@@ -4,6 +4,7 @@
 mod handshake;
 mod properties;
 mod rfc6455;
+mod rfc7692;
 mod timers;
 
 use bytes::BytesMut;
