@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ws_client::{Client, Message, proto::Config};
+use ws_client::{Client, Message, PerMessageDeflate, proto::Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,6 +38,9 @@ async fn run(base: &str, agent: &str) -> Result<(), Box<dyn std::error::Error>> 
                 .max_frame_size(64 << 20),
         )
         .ping_interval(None)
+        // `config` replaced the whole core config: offer permessage-deflate
+        // again (sections 12 and 13 of the suite).
+        .compression(Some(PerMessageDeflate::default()))
         .close_timeout(Duration::from_secs(5))
         .build()?;
 

@@ -5,24 +5,30 @@
 //! recipient; a client that stops reading has its own bounded queue and
 //! misses the newest messages rather than slowing the others.
 //!
-//! Run with: `cargo run --release --example broadcast_server -- [ADDR] [--presence] [--ping-interval-ms N]`
+//! Run with: `cargo run --release --example broadcast_server -- [ADDR] [--presence] [--deflate] [--ping-interval-ms N]`
 //! (default `127.0.0.1:9002`). With `--presence`, the room is also told when
 //! someone joins or leaves; without it, nothing but the clients' messages is
 //! ever sent. `--ping-interval-ms` sets the heartbeat (default 20 s, with
-//! half of it for the pong), as `scripts/soak.sh` does.
+//! half of it for the pong), as `scripts/soak.sh` does. `--deflate`
+//! accepts permessage-deflate without server context takeover: the server
+//! keeps no compression state per connection (one compressor per thread
+//! serves them all), so thousands of mostly idle members cost what they
+//! cost without it.
 
-use ws_server::{Hub, Message, Publication, Server, WebSocket};
+use ws_server::{Hub, Message, PerMessageDeflate, Publication, Server, WebSocket};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     ws_examples::init_logging();
     let mut addr = "127.0.0.1:9002".to_owned();
     let mut presence = false;
+    let mut deflate = false;
     let mut heartbeat = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--presence" => presence = true,
+            "--deflate" => deflate = true,
             "--ping-interval-ms" => heartbeat = args.next().and_then(|ms| ms.parse().ok()),
             other => addr = other.to_owned(),
         }
@@ -62,6 +68,10 @@ async fn main() -> std::io::Result<()> {
     let mut server = Server::builder().same_origin().max_connections(50_000);
     if let Some(ms) = heartbeat {
         server = ws_examples::heartbeat(server, ms);
+    }
+    if deflate {
+        let settings = PerMessageDeflate::default().server_no_context_takeover(true);
+        server = server.compression(Some(settings));
     }
     server
         .serve(handler, addr)

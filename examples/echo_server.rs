@@ -3,8 +3,11 @@
 //! waits for the closing handshakes. This is the server the conformance
 //! suite (Autobahn|Testsuite) runs against.
 //!
-//! Run with: `cargo run --release --example echo_server -- [ADDR] [--inline] [--ping-interval-ms N] [--tls-cert PATH --tls-key PATH]`
+//! Run with: `cargo run --release --example echo_server -- [ADDR] [--inline] [--deflate] [--ping-interval-ms N] [--tls-cert PATH --tls-key PATH]`
 //! (default `127.0.0.1:9001`), and log with `RUST_LOG=ws_server=debug`.
+//! `--deflate` accepts permessage-deflate from clients that offer it
+//! (browsers and Python's websockets do), with the default parameters:
+//! each connection keeps its compression context, for the best ratio.
 //! `--ping-interval-ms` sets the heartbeat (default 20 s, with half of it
 //! for the pong), as `scripts/soak.sh` does.
 //! With a PEM certificate chain and key it serves `wss://` instead.
@@ -18,7 +21,7 @@
 
 use std::process::ExitCode;
 
-use ws_server::{Message, Reply, Server, TlsConfig, WebSocket};
+use ws_server::{Message, PerMessageDeflate, Reply, Server, TlsConfig, WebSocket};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,6 +29,7 @@ async fn main() -> ExitCode {
     let mut addr = "127.0.0.1:9001".to_owned();
     let (mut cert, mut key) = (None, None);
     let mut inline = false;
+    let mut deflate = false;
     let mut heartbeat = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -33,6 +37,7 @@ async fn main() -> ExitCode {
             "--tls-cert" => cert = args.next(),
             "--tls-key" => key = args.next(),
             "--inline" => inline = true,
+            "--deflate" => deflate = true,
             "--ping-interval-ms" => heartbeat = args.next().and_then(|ms| ms.parse().ok()),
             other if !other.starts_with("--") => addr = other.to_owned(),
             other => {
@@ -60,6 +65,9 @@ async fn main() -> ExitCode {
     let mut server = Server::builder().same_origin();
     if let Some(ms) = heartbeat {
         server = ws_examples::heartbeat(server, ms);
+    }
+    if deflate {
+        server = server.compression(Some(PerMessageDeflate::default()));
     }
     match (cert, key) {
         (Some(cert), Some(key)) => match TlsConfig::from_pem_files(&cert, &key) {

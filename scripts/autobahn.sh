@@ -2,9 +2,10 @@
 # Runs the Autobahn|Testsuite against this project and compares the results
 # with the expected results checked in under autobahn/.
 #
-#   scripts/autobahn.sh server     wstest's fuzzing client against echo_server,
-#                                  as a handler future and (--inline) as a
-#                                  message handler its driver calls
+#   scripts/autobahn.sh server     wstest's fuzzing client against echo_server
+#                                  with permessage-deflate on (--deflate), as a
+#                                  handler future and (--inline) as a message
+#                                  handler its driver calls
 #   scripts/autobahn.sh client     autobahn_client against wstest's fuzzing server
 #   scripts/autobahn.sh all        both
 #
@@ -87,9 +88,9 @@ run_server_suite() {
     rm -rf "$reports"
     mkdir -p "$reports"
     cargo build --release --example echo_server --quiet
-    "$root/target/release/examples/echo_server" "127.0.0.1:$port" &
+    "$root/target/release/examples/echo_server" "127.0.0.1:$port" --deflate &
     server_pid=$!
-    "$root/target/release/examples/echo_server" "127.0.0.1:$inline_port" --inline &
+    "$root/target/release/examples/echo_server" "127.0.0.1:$inline_port" --inline --deflate &
     inline_pid=$!
     trap 'kill "${server_pid:-}" "${inline_pid:-}" 2>/dev/null || true' EXIT
     wait_for_port "$port" 50
@@ -102,7 +103,7 @@ run_server_suite() {
     {"agent": "ws-server-inline", "url": "ws://127.0.0.1:$inline_port"}
   ],
   "cases": ["*"],
-  "exclude-cases": ["12.*", "13.*"],
+  "exclude-cases": [],
   "exclude-agent-cases": {}
 }
 SPEC
@@ -132,7 +133,7 @@ run_client_suite() {
   "url": "ws://127.0.0.1:$port",
   "outdir": "$reports",
   "cases": ["*"],
-  "exclude-cases": ["12.*", "13.*"],
+  "exclude-cases": [],
   "exclude-agent-cases": {}
 }
 SPEC

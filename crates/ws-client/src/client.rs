@@ -60,7 +60,7 @@ impl Default for ClientBuilder {
             protocols: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
-            config: Config::default(),
+            config: Config::default().compression(Some(crate::PerMessageDeflate::default())),
             settings: Settings::default(),
             mask_keys: None,
             #[cfg(feature = "tls")]
@@ -136,6 +136,15 @@ impl ClientBuilder {
     /// pings without a deadline.
     pub fn ping_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.ping_timeout = timeout;
+        self
+    }
+
+    /// [`Config::compression`]: permessage-deflate (RFC 7692), `None` to
+    /// send no offer. Default: offered with
+    /// [`PerMessageDeflate::default`](crate::PerMessageDeflate), as
+    /// browsers do; used only if the server accepts.
+    pub fn compression(mut self, compression: Option<crate::PerMessageDeflate>) -> Self {
+        self.config.compression = compression;
         self
     }
 
@@ -530,7 +539,9 @@ impl Client {
                 .await
                 .map_err(|_| ConnectError::HandshakeTimeout(builder.handshake_timeout))??;
 
-        let mut conn = Connection::builder(Role::Client).config(builder.config.clone());
+        let mut conn = Connection::builder(Role::Client)
+            .config(builder.config.clone())
+            .deflate(response.deflate);
         if let Some(factory) = &builder.mask_keys {
             let mut source = factory();
             conn = conn.mask_keys(move || source.next_key());
@@ -592,6 +603,12 @@ impl Client {
             request = request.header(header::COOKIE, cookie.clone());
             headers.insert(header::COOKIE, cookie.clone());
         }
+        if let Some(deflate) = &builder.config.compression {
+            if let Ok(value) = HeaderValue::from_str(&deflate.offer()) {
+                headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+            }
+            request = request.deflate(deflate.clone());
+        }
 
         let mut out = BytesMut::new();
         let mut check = request
@@ -619,6 +636,7 @@ impl Client {
                     tracing::debug!(
                         status = %value.status,
                         protocol = ?value.protocol,
+                        deflate = ?value.deflate,
                         "handshake response"
                     );
                     let leftover = buf.split_off(consumed);

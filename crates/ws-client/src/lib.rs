@@ -69,7 +69,7 @@ pub use ws_proto as proto;
 /// The `http` crate, whose types appear in this API.
 pub use ws_proto::http;
 pub use ws_proto::{
-    CloseCode, CloseFrame, ConfigError, HandshakeResponse, Message, RejectedResponse,
-    ResponseError, Utf8Bytes,
+    CloseCode, CloseFrame, ConfigError, DeflateParams, HandshakeResponse, Message,
+    PerMessageDeflate, RejectedResponse, ResponseError, Utf8Bytes,
 };
 pub use ws_tokio::{Error, Settings, WebSocket, WebSocketReceiver, WebSocketSender};

@@ -394,7 +394,9 @@ impl Connection {
     /// when the message completes). Cheap; a driver calls it when it is
     /// about to wait for the next read.
     pub fn release_idle_buffers(&mut self) {
-        if self.rx.is_empty() && self.rx.capacity() > 0 {
+        // An empty buffer with no spare capacity may still hold the
+        // allocation its last payloads were split from: let it go too.
+        if self.rx.is_empty() {
             self.rx = BytesMut::new();
         }
     }

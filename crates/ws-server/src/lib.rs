@@ -76,7 +76,7 @@ pub use tls::{TlsConfig, TlsError};
 pub use ws_proto as proto;
 /// The `http` crate, whose types appear in this API.
 pub use ws_proto::http;
-pub use ws_proto::{CloseCode, CloseFrame, Message, Utf8Bytes};
+pub use ws_proto::{CloseCode, CloseFrame, DeflateParams, Message, PerMessageDeflate, Utf8Bytes};
 pub use ws_tokio::{
     Error, MessageHandler, Reply, Settings, WebSocket, WebSocketReceiver, WebSocketSender,
 };

@@ -2,6 +2,7 @@
 //! independent implementation of RFC 6455.
 
 mod client;
+mod deflate;
 mod hub;
 mod inline;
 mod proto_interop;

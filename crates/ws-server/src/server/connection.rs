@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use http::StatusCode;
+use http::header::SEC_WEBSOCKET_EXTENSIONS;
+use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use ws_proto::{
-    Connection, Decoded, Rejection, RequestError, RequestParser, Role, validate_request,
-    write_accept,
+    Connection, Decoded, DeflateParams, Rejection, RequestError, RequestParser, Role,
+    validate_request, write_accept,
 };
 
 use ws_tokio::{Handshake, Transport};
@@ -157,7 +158,7 @@ async fn upgrade<S: Transport>(
 ) -> Option<Opened> {
     let builder = &shared.builder;
     let handshaking = timeout_at(deadline, handshake(&mut stream, peer, builder));
-    let (handshake, leftover) = match handshaking.await {
+    let (handshake, deflate, leftover) = match handshaking.await {
         Ok(Ok(Some(accepted))) => accepted,
         Ok(Ok(None)) => return None,
         Ok(Err(error)) => {
@@ -171,7 +172,9 @@ async fn upgrade<S: Transport>(
     };
     tracing::Span::current().record("path", handshake.request().uri().path());
     tracing::debug!(protocol = ?handshake.protocol(), "handshake complete");
-    Some(open(stream, handshake, &leftover, shared, shutdown))
+    Some(open(
+        stream, handshake, deflate, &leftover, shared, shutdown,
+    ))
 }
 
 /// The driver and the handler of a connection whose handshake is done,
@@ -179,12 +182,14 @@ async fn upgrade<S: Transport>(
 fn open<S: Transport>(
     stream: S,
     handshake: Handshake,
+    deflate: Option<DeflateParams>,
     leftover: &[u8],
     shared: &ServerState,
     shutdown: Stopped,
 ) -> Opened {
     let mut conn = Connection::builder(Role::Server)
         .shared_config(shared.config.clone())
+        .deflate(deflate)
         .build();
     // Bytes that came with the request: the client's first frames.
     conn.handle_bytes(leftover);
@@ -208,7 +213,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     peer: SocketAddr,
     builder: &ServerBuilder,
-) -> io::Result<Option<(Handshake, BytesMut)>> {
+) -> io::Result<Option<(Handshake, Option<DeflateParams>, BytesMut)>> {
     let mut parser = RequestParser::new(builder.request_limits.clone());
     let mut buf = BytesMut::with_capacity(1024);
     let (request, consumed) = loop {
@@ -268,8 +273,23 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             .find(|p| upgrade.protocols().contains(p))
             .cloned()
     });
+    // RFC 7692 section 7: the first permessage-deflate offer this server
+    // can accept, unless the application's hook answered for extensions
+    // itself.
+    let mut headers = accept.headers;
+    let deflate = match &builder.config.compression {
+        Some(settings) if !headers.contains_key(SEC_WEBSOCKET_EXTENSIONS) => {
+            settings.accept(request.headers())
+        }
+        _ => None,
+    };
+    if let Some(params) = &deflate
+        && let Ok(value) = HeaderValue::from_str(&params.answer())
+    {
+        headers.insert(SEC_WEBSOCKET_EXTENSIONS, value);
+    }
     let mut out = BytesMut::new();
-    if let Err(error) = write_accept(&upgrade, protocol.as_deref(), &accept.headers, &mut out) {
+    if let Err(error) = write_accept(&upgrade, protocol.as_deref(), &headers, &mut out) {
         // The application's choice, not the client's fault: a server error.
         tracing::error!(%error, "the chosen subprotocol cannot be sent: answering 500");
         let rejection = Rejection::new(StatusCode::INTERNAL_SERVER_ERROR);
@@ -279,7 +299,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let handshake = Handshake::new(request)
         .with_peer(peer)
         .with_protocol(protocol);
-    Ok(Some((handshake, leftover)))
+    Ok(Some((handshake, deflate, leftover)))
 }
 
 async fn reject<S: AsyncRead + AsyncWrite + Unpin, T>(

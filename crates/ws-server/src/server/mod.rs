@@ -253,6 +253,15 @@ impl ServerBuilder {
         self
     }
 
+    /// [`Config::compression`]: permessage-deflate (RFC 7692), accepted
+    /// from clients that offer it; default `None`, off. With
+    /// `server_no_context_takeover`, connections share one compressor per
+    /// thread and a broadcast is compressed once (`docs/compression.md`).
+    pub fn compression(mut self, compression: Option<crate::PerMessageDeflate>) -> Self {
+        self.config.compression = compression;
+        self
+    }
+
     /// The most connections open at once, handshakes included; default
     /// 10 000. Past it, a new connection is answered 503 and closed.
     pub fn max_connections(mut self, max: usize) -> Self {

@@ -1,0 +1,253 @@
+//! permessage-deflate (RFC 7692) against an independent peer: Python's
+//! `websockets`, which compresses by default, installed from PyPI into
+//! `target/pypeers` the first time a test needs it. Both directions,
+//! text and binary of 10 B to 1 MiB, with context takeover on and off.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::timeout;
+use ws_client::{Client, Message, PerMessageDeflate};
+use ws_server::{Server, WebSocket};
+
+use crate::server::serve_on_free_port;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const SIZES: [usize; 6] = [10, 200, 4096, 65_536, 300_000, 1 << 20];
+
+/// Where `websockets` is installed for these tests, installing it the
+/// first time (`pip install --target`, which touches no system package).
+fn pypeers() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pypeers");
+        let present = Command::new("python3")
+            .args(["-c", "import websockets"])
+            .env("PYTHONPATH", &dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !present {
+            let status = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(["--target".as_ref(), dir.as_os_str()])
+                .arg("websockets>=13")
+                .env("PIP_ROOT_USER_ACTION", "ignore")
+                .status()
+                .expect("python3 with pip is needed for the interop tests");
+            assert!(status.success(), "pip install websockets failed");
+        }
+        dir
+    })
+}
+
+/// The payloads both sides send: JSON-like text (it compresses) and binary
+/// that mixes runs with noise, of each size.
+fn payloads() -> Vec<Message> {
+    let mut messages = Vec::new();
+    for size in SIZES {
+        let text: String = (0..)
+            .map(|i| format!("{{\"seq\":{i},\"user\":\"u{}\"}},", i % 37))
+            .flat_map(|s| s.chars().collect::<Vec<_>>())
+            .take(size)
+            .collect();
+        messages.push(Message::text(text));
+        let mut x = size as u32;
+        let binary: Vec<u8> = (0..size)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                if i % 64 < 40 {
+                    (i / 64) as u8
+                } else {
+                    (x >> 24) as u8
+                }
+            })
+            .collect();
+        messages.push(Message::binary(binary));
+    }
+    messages
+}
+
+/// The same payloads, built the same way in Python: the script checks each
+/// echo against its own copy.
+const PY_PAYLOADS: &str = r#"
+SIZES = [10, 200, 4096, 65536, 300000, 1 << 20]
+def payloads():
+    out = []
+    for size in SIZES:
+        chunks, total, i = [], 0, 0
+        while total < size:
+            piece = "{\"seq\":%d,\"user\":\"u%d\"}," % (i, i % 37)
+            chunks.append(piece); total += len(piece); i += 1
+        out.append("".join(chunks)[:size])
+        x, data = size, bytearray()
+        for j in range(size):
+            x = (x * 1103515245 + 12345) & 0xffffffff
+            data.append((j // 64) & 0xff if j % 64 < 40 else x >> 24)
+        out.append(bytes(data))
+    return out
+"#;
+
+const PY_CLIENT: &str = r#"
+import asyncio, sys
+from websockets.asyncio.client import connect
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+url, mode = sys.argv[1], sys.argv[2]
+async def main():
+    if mode == "takeover":
+        kwargs = {}  # websockets' default: compression="deflate"
+    else:
+        kwargs = {"compression": None, "extensions": [ClientPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True,
+            client_max_window_bits=10)]}
+    async with connect(url, max_size=None, **kwargs) as ws:
+        print("EXT", ws.response.headers.get("Sec-WebSocket-Extensions"), flush=True)
+        for message in payloads():
+            for _ in range(2):
+                await ws.send(message)
+                echo = await ws.recv()
+                assert echo == message, (type(message), len(message), len(echo))
+        print("OK", flush=True)
+asyncio.run(main())
+"#;
+
+const PY_SERVER: &str = r#"
+import asyncio, sys
+from websockets.asyncio.server import serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+mode = sys.argv[1]
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+async def main():
+    if mode == "takeover":
+        kwargs = {}  # websockets' default: compression="deflate"
+    else:
+        kwargs = {"compression": None, "extensions": [ServerPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True,
+            server_max_window_bits=11)]}
+    async with serve(echo, "127.0.0.1", 0, max_size=None, **kwargs) as server:
+        port = server.sockets[0].getsockname()[1]
+        print("PORT", port, flush=True)
+        await asyncio.sleep(120)
+asyncio.run(main())
+"#;
+
+fn python(script: &str, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("python3");
+    command
+        .arg("-c")
+        .arg(format!("{PY_PAYLOADS}\n{script}"))
+        .args(args)
+        .env("PYTHONPATH", pypeers())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
+}
+
+async fn echo(mut ws: WebSocket) {
+    while let Some(Ok(message)) = ws.recv().await {
+        if message.is_data() && ws.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn python_client_against_our_server(mode: &str) -> String {
+    let builder = Server::builder()
+        .ping_interval(None)
+        .config(ws_server::proto::Config::default().max_message_size(4 << 20))
+        .compression(Some(PerMessageDeflate::default()));
+    let (addr, _stop, _serving): (SocketAddr, _, _) =
+        serve_on_free_port(|listener| builder.serve(echo, listener)).await;
+    let url = format!("ws://{addr}/");
+    let output = timeout(LIMIT, python(PY_CLIENT, &[&url, mode]).output())
+        .await
+        .expect("the Python client finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "python client: {stdout}");
+    assert!(stdout.contains("\nOK"), "{stdout}");
+    stdout
+}
+
+#[tokio::test]
+async fn rfc7692_python_client_with_context_takeover() {
+    let stdout = python_client_against_our_server("takeover").await;
+    let ext = stdout.lines().next().unwrap();
+    assert!(ext.starts_with("EXT permessage-deflate"), "{ext}");
+    assert!(!ext.contains("no_context_takeover"), "{ext}");
+}
+
+#[tokio::test]
+async fn rfc7692_python_client_without_context_takeover() {
+    let stdout = python_client_against_our_server("none").await;
+    let ext = stdout.lines().next().unwrap();
+    assert!(ext.contains("server_no_context_takeover"), "{ext}");
+    assert!(ext.contains("client_no_context_takeover"), "{ext}");
+    assert!(ext.contains("client_max_window_bits=10"), "{ext}");
+}
+
+async fn our_client_against_python_server(mode: &str) -> ws_client::DeflateParams {
+    let mut server = python(PY_SERVER, &[mode]).spawn().unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let line = timeout(LIMIT, lines.next_line())
+        .await
+        .expect("the Python server started in time")
+        .unwrap()
+        .expect("the Python server printed its port");
+    let port = line.strip_prefix("PORT ").expect("PORT line");
+    let client = Client::builder()
+        .ping_interval(None)
+        .config(ws_client::proto::Config::default().max_message_size(4 << 20))
+        .compression(Some(PerMessageDeflate::default()))
+        .build()
+        .unwrap();
+    let (mut ws, response) = timeout(LIMIT, client.connect(format!("ws://127.0.0.1:{port}/")))
+        .await
+        .unwrap()
+        .unwrap();
+    let params = response
+        .deflate
+        .expect("the server accepted permessage-deflate");
+    timeout(LIMIT, async {
+        for message in payloads() {
+            for _ in 0..2 {
+                ws.send(message.clone()).await.unwrap();
+                let echo = ws.recv().await.unwrap().unwrap();
+                assert_eq!(echo, message);
+            }
+        }
+        ws.close(ws_client::CloseCode::NORMAL, "").await.unwrap();
+    })
+    .await
+    .expect("the echoes came back in time");
+    let _ = server.kill().await;
+    params
+}
+
+#[tokio::test]
+async fn rfc7692_python_server_with_context_takeover() {
+    let params = our_client_against_python_server("takeover").await;
+    assert!(!params.server_no_context_takeover);
+    assert!(!params.client_no_context_takeover);
+}
+
+#[tokio::test]
+async fn rfc7692_python_server_without_context_takeover() {
+    let params = our_client_against_python_server("none").await;
+    assert!(params.server_no_context_takeover);
+    assert!(params.client_no_context_takeover);
+    assert_eq!(params.server_max_window_bits, 11);
+}
