@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::close::{CloseFrame, MAX_CLOSE_REASON_LEN};
 use crate::close_code::CloseCode;
 use crate::config::Config;
-use crate::deflate::{Codec, DeflateParams, InflateError};
+use crate::deflate::{Codec, DeflateParams, InflateError, SharedCompression};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{Decoded, FrameHeader};
 use crate::mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at};
@@ -634,9 +634,18 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether this connection runs permessage-deflate.
-    pub fn is_compressed(&self) -> bool {
-        self.deflate.is_some()
+    /// permessage-deflate as the handshake settled it, if it did.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        self.deflate.as_ref().map(|codec| codec.params)
+    }
+
+    /// On a server whose permessage-deflate keeps no context
+    /// (`server_no_context_takeover`), the compression it shares with every
+    /// such connection of the same settings: a broadcast compresses each
+    /// message once with it ([`SharedCompression::compress_frame`]) and
+    /// sends the same bytes to all of them. `None` otherwise.
+    pub fn shared_compression(&self) -> Option<SharedCompression> {
+        self.deflate.as_ref().and_then(|codec| codec.shared())
     }
 
     /// As [`send`](Self::send), but never compressed, whatever the
@@ -1045,7 +1054,7 @@ impl Connection {
 
 /// The RSV1 bit in [`FrameHeader::rsv`]: permessage-deflate's "Per-Message
 /// Compressed" bit.
-const RSV1: u8 = 0b100;
+pub(crate) const RSV1: u8 = 0b100;
 
 /// Writes one frame of a compressed message: RSV1 set, the payload masked
 /// with `mask` for a client.

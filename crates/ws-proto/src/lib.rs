@@ -64,7 +64,7 @@ pub use close::{CloseFrame, MAX_CLOSE_REASON_LEN};
 pub use close_code::CloseCode;
 pub use config::{Config, ConfigError};
 pub use connection::{Connection, ConnectionBuilder, Role, State};
-pub use deflate::{DeflateParams, DeflateResponseError, PerMessageDeflate};
+pub use deflate::{DeflateParams, DeflateResponseError, PerMessageDeflate, SharedCompression};
 pub use error::{ProtocolError, SendError};
 pub use frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
 pub use handshake::{

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ws_proto::{Message, SendError};
+use ws_proto::{Message, SendError, SharedCompression};
 use ws_tokio::{AttachError, WebSocket};
 
 use crate::outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
@@ -295,7 +295,8 @@ impl Hub {
     /// Returns `None` for a client connection: only server frames (not
     /// masked) can be shared between recipients.
     pub fn register(&self, ws: &WebSocket) -> Option<Member> {
-        let outbox = match ws.attach_feed(Outbox::new) {
+        let compression = ws.shared_compression();
+        let outbox = match ws.attach_feed(|doorbell| Outbox::compressed(doorbell, compression)) {
             Ok(outbox) => outbox,
             // Registered all the same, as a connection that ends after
             // joining is: the first publication removes it.
@@ -500,8 +501,13 @@ impl Hub {
             rest = after;
             // Every member takes every frame of a run without exceptions:
             // its small frames are joined once, for one copy per member.
-            let batch = (run.len() > 1 && run.iter().all(|f| f.except.is_none()))
-                .then(|| FrameBatch::new(run.iter().map(|f| f.frame.clone()).collect()));
+            let batched = run.len() > 1 && run.iter().all(|f| f.except.is_none());
+            let batch =
+                batched.then(|| FrameBatch::new(run.iter().map(|f| f.frame.clone()).collect()));
+            // Members with a shared compression take the run compressed,
+            // once per compression in use (in practice one): at most one
+            // compressed and one plain encoding of each publication.
+            let mut compressed: Vec<Encoded> = Vec::new();
             let mut offer = |id: MemberId, outbox: &Outbox| {
                 let mut disconnected = false;
                 let count = |pushed| match pushed {
@@ -516,13 +522,29 @@ impl Hub {
                         disconnected = true;
                     }
                 };
-                match &batch {
+                let (frames, batch) = match outbox.compression() {
+                    None => (None, batch.as_ref()),
+                    Some(compression) => {
+                        let at = match compressed.iter().position(|e| e.compression == compression)
+                        {
+                            Some(at) => at,
+                            None => {
+                                compressed.push(Encoded::new(run, compression, batched));
+                                compressed.len() - 1
+                            }
+                        };
+                        let encoded = &compressed[at];
+                        (Some(&encoded.frames), encoded.batch.as_ref())
+                    }
+                };
+                match batch {
                     Some(batch) => outbox.push_batch(batch, limits, count),
                     None => {
                         let frames = run
                             .iter()
-                            .filter(|f| f.except != Some(id))
-                            .map(|f| &f.frame);
+                            .enumerate()
+                            .filter(|(_, f)| f.except != Some(id))
+                            .map(|(i, f)| frames.map_or(&f.frame, |frames| &frames[i]));
                         outbox.push_many(frames, limits, count);
                     }
                 }
@@ -563,18 +585,46 @@ impl Hub {
 struct Framed<'a> {
     audience: &'a Audience,
     except: Option<MemberId>,
+    message: &'a Message,
     frame: SharedFrame,
+}
+
+/// A run of publications encoded for the members of one shared
+/// compression: each message compressed once (or its plain frame, under
+/// the threshold), and the batch of them when the run is offered whole.
+struct Encoded {
+    compression: SharedCompression,
+    frames: Vec<SharedFrame>,
+    batch: Option<FrameBatch>,
+}
+
+impl Encoded {
+    fn new(run: &[Framed<'_>], compression: SharedCompression, batched: bool) -> Self {
+        let frames: Vec<SharedFrame> = run
+            .iter()
+            .map(|f| {
+                SharedFrame::compressed(f.message, compression).unwrap_or_else(|| f.frame.clone())
+            })
+            .collect();
+        let batch = batched.then(|| FrameBatch::new(frames.clone()));
+        Self {
+            compression,
+            frames,
+            batch,
+        }
+    }
 }
 
 impl<'a> Framed<'a> {
     fn new(
         audience: &'a Audience,
         except: Option<MemberId>,
-        message: &Message,
+        message: &'a Message,
     ) -> Result<Self, SendError> {
         Ok(Self {
             audience,
             except,
+            message,
             frame: SharedFrame::new(message)?,
         })
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::Response;
-use ws_proto::{CloseFrame, Role};
+use ws_proto::{CloseFrame, Connection, DeflateParams, Role, SharedCompression};
 
 use crate::feed::{AttachError, Attached, Doorbell, Feed, downcast};
 use crate::handshake::{Handshake, StoredRequest};
@@ -38,11 +38,29 @@ pub(crate) struct Session {
     /// every idle connection about a tenth of its memory.
     pub(crate) feed: OnceLock<Attached>,
     pub(crate) role: Role,
+    /// permessage-deflate, when the handshake settled it (boxed: most
+    /// connections run without it).
+    pub(crate) compression: Option<Box<Compression>>,
+}
+
+/// A connection's permessage-deflate, as its handles and a hub see it.
+#[derive(Debug)]
+pub(crate) struct Compression {
+    pub(crate) params: DeflateParams,
+    pub(crate) shared: Option<SharedCompression>,
 }
 
 impl Session {
-    pub(crate) fn new(link: Link, handshake: Handshake, role: Role) -> Self {
+    pub(crate) fn new(link: Link, handshake: Handshake, conn: &Connection) -> Self {
+        let compression = conn.deflate_params().map(|params| {
+            Box::new(Compression {
+                params,
+                shared: conn.shared_compression(),
+            })
+        });
+        let role = conn.role();
         Self {
+            compression,
             link,
             request: StoredRequest::new(handshake.request),
             response: handshake.response.map(Box::new),

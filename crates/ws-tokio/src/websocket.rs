@@ -135,6 +135,20 @@ macro_rules! accessors {
             self.info().protocol.as_deref()
         }
 
+        /// permessage-deflate as the handshake settled it; `None` when the
+        /// connection runs without compression.
+        pub fn compression(&self) -> Option<ws_proto::DeflateParams> {
+            self.info().compression.as_ref().map(|c| c.params)
+        }
+
+        /// On a server connection whose permessage-deflate keeps no
+        /// context, the compression a broadcast shares with it: frames
+        /// compressed once with it go to every connection with the same
+        /// value. A hub uses it; `None` otherwise.
+        pub fn shared_compression(&self) -> Option<ws_proto::SharedCompression> {
+            self.info().compression.as_ref().and_then(|c| c.shared)
+        }
+
         /// The round-trip time of the last keepalive ping that was answered;
         /// `None` before the first pong.
         pub fn last_pong_rtt(&self) -> Option<Duration> {

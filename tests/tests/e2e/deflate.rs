@@ -251,3 +251,123 @@ async fn rfc7692_python_server_without_context_takeover() {
     assert!(params.client_no_context_takeover);
     assert_eq!(params.server_max_window_bits, 11);
 }
+
+/// A hub publication to members without server context takeover is
+/// compressed once and the same frame goes to each of them; a member
+/// without compression gets the plain frame; a message under the
+/// threshold goes plain to everyone.
+#[tokio::test]
+async fn rfc7692_broadcast_compressed_once_for_members_without_context() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use ws_server::{Hub, Publication};
+
+    let hub = Hub::new();
+    let handler = move |mut ws: WebSocket| {
+        let hub = hub.clone();
+        async move {
+            let member = hub.register(&ws).unwrap();
+            member.join("room");
+            let mut batch = Vec::new();
+            while let Ok(1..) = ws.recv_many(&mut batch, 64).await {
+                batch.retain(Message::is_data);
+                hub.publish_many(batch.drain(..).map(|m| Publication::room("room", m)))
+                    .unwrap();
+            }
+        }
+    };
+    let settings = PerMessageDeflate::default().server_no_context_takeover(true);
+    let builder = Server::builder()
+        .ping_interval(None)
+        .compression(Some(settings));
+    let (addr, _stop, _serving) =
+        serve_on_free_port(|listener| builder.serve(handler, listener)).await;
+
+    let client = Client::builder().ping_interval(None).build().unwrap();
+    let (mut publisher, response) = client.connect(format!("ws://{addr}/")).await.unwrap();
+    assert!(response.deflate.unwrap().server_no_context_takeover);
+    let (mut compressed_member, _) = client.connect(format!("ws://{addr}/")).await.unwrap();
+    let (mut plain_member, _) = Client::builder()
+        .ping_interval(None)
+        .compression(None)
+        .connect(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert!(plain_member.compression().is_none());
+
+    // Two raw members, to see the frames on the wire.
+    let mut raw = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                  Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(
+            head.contains("permessage-deflate; server_no_context_takeover"),
+            "{head}"
+        );
+        raw.push(stream);
+    }
+    // Every member has joined once its handler runs; give them the time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let big: String = (0..200)
+        .map(|i| format!("{{\"tick\":{i},\"px\":1.25}},"))
+        .collect();
+    let messages = [
+        Message::text(big.clone()),
+        Message::text("short"),
+        Message::binary(big.clone().into_bytes()),
+    ];
+    for message in &messages {
+        publisher.send(message.clone()).await.unwrap();
+    }
+    for member in [&mut publisher, &mut compressed_member, &mut plain_member] {
+        for message in &messages {
+            let got = timeout(LIMIT, member.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(&got, message);
+        }
+    }
+    // On the wire: the large messages compressed (RSV1), the short one
+    // plain, and the same bytes for both raw members.
+    let mut wires = Vec::new();
+    for stream in &mut raw {
+        let mut frames = Vec::new();
+        for _ in 0..messages.len() {
+            let mut head = [0u8; 2];
+            stream.read_exact(&mut head).await.unwrap();
+            let len = match head[1] {
+                126 => {
+                    let mut ext = [0u8; 2];
+                    stream.read_exact(&mut ext).await.unwrap();
+                    usize::from(u16::from_be_bytes(ext))
+                }
+                n => usize::from(n),
+            };
+            let mut payload = vec![0u8; len];
+            stream.read_exact(&mut payload).await.unwrap();
+            frames.push((head[0], payload));
+        }
+        assert_eq!(frames[0].0, 0xc1, "compressed text");
+        assert_eq!(frames[1].0, 0x81, "plain text under the threshold");
+        assert_eq!(frames[2].0, 0xc2, "compressed binary");
+        assert!(frames[0].1.len() < big.len() / 3, "{}", frames[0].1.len());
+        wires.push(frames);
+    }
+    assert_eq!(wires[0], wires[1]);
+}

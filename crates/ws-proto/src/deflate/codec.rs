@@ -11,11 +11,14 @@
 
 use std::cell::RefCell;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status, Strategy};
 
 use super::{DeflateParams, PerMessageDeflate};
-use crate::connection::Role;
+use crate::connection::{RSV1, Role};
+use crate::frame::FrameHeader;
+use crate::message::Message;
+use crate::opcode::OpCode;
 
 /// RFC 7692 section 7.2.1: a sync flush ends with an empty stored block,
 /// `00 00 ff ff`, which the sender removes and the receiver puts back.
@@ -25,7 +28,7 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// What a compressor is made with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Tuning {
     window: u8,
     level: u8,
@@ -67,6 +70,73 @@ thread_local! {
     static PER_THREAD: RefCell<PerThread> = RefCell::default();
 }
 
+/// How a server compresses for connections that keep no compression
+/// context (`server_no_context_takeover`): every compressed frame made
+/// with one value is valid for every connection that has the same value,
+/// so a broadcast compresses a message once for all of them. Made by
+/// [`Connection::shared_compression`](crate::Connection::shared_compression).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SharedCompression {
+    tuning: Tuning,
+    threshold: u32,
+}
+
+impl SharedCompression {
+    /// The message as one compressed, unmasked frame (RSV1 set), with
+    /// this thread's compressor; `None` for a message under the
+    /// threshold or not text or binary, which goes as a plain frame.
+    pub fn compress_frame(&self, message: &Message) -> Option<Bytes> {
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => (OpCode::Binary, &data[..]),
+            _ => return None,
+        };
+        if payload.len() < self.threshold as usize {
+            return None;
+        }
+        compress_per_thread(self.tuning, payload, |compressed| {
+            let mut header = FrameHeader::unfragmented(opcode, None, compressed.len());
+            header.rsv = RSV1;
+            let mut frame = BytesMut::with_capacity(header.encoded_len() + compressed.len());
+            header.encode(&mut frame);
+            frame.extend_from_slice(compressed);
+            frame.freeze()
+        })
+    }
+}
+
+/// Compresses `payload` as one message with this thread's compressor for
+/// `tuning` (reset after), handing the bytes to `write`.
+fn compress_per_thread<R>(
+    tuning: Tuning,
+    payload: &[u8],
+    write: impl FnOnce(&[u8]) -> R,
+) -> Option<R> {
+    PER_THREAD.with(|per_thread| {
+        let per_thread = &mut *per_thread.borrow_mut();
+        let PerThread {
+            compressors,
+            scratch,
+            ..
+        } = per_thread;
+        let at = match compressors.iter().position(|(t, _)| *t == tuning) {
+            Some(at) => at,
+            None => {
+                compressors.push((tuning, tuning.compressor()));
+                compressors.len() - 1
+            }
+        };
+        let compressor = &mut compressors[at].1;
+        let result = deflate(compressor, payload, scratch);
+        compressor.reset();
+        let written = result.map(|len| write(&scratch[..len]));
+        if scratch.len() > SCRATCH_KEEP {
+            *scratch = Vec::new();
+        }
+        written
+    })
+}
+
 /// Why a received compressed message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InflateError {
@@ -78,6 +148,10 @@ pub(crate) enum InflateError {
 
 /// One connection's permessage-deflate state.
 pub(crate) struct Codec {
+    /// What the handshake settled.
+    pub(crate) params: DeflateParams,
+    /// A server's codec: its frames are not masked, so they can be shared.
+    server: bool,
     tx: Tuning,
     /// This end resets its context after each message.
     tx_reset: bool,
@@ -122,6 +196,8 @@ impl Codec {
             ),
         };
         Self {
+            params,
+            server: role == Role::Server,
             tx: Tuning {
                 window: tx_window.clamp(8, 15),
                 level: settings.level,
@@ -151,27 +227,14 @@ impl Codec {
         payload: &[u8],
         write: impl FnOnce(&[u8]) -> R,
     ) -> Option<R> {
+        if self.tx_reset {
+            return compress_per_thread(self.tx, payload, write);
+        }
         PER_THREAD.with(|per_thread| {
-            let per_thread = &mut *per_thread.borrow_mut();
-            let PerThread {
-                compressors,
-                scratch,
-                ..
-            } = per_thread;
-            let compressor = if self.tx_reset {
-                let at = match compressors.iter().position(|(t, _)| *t == self.tx) {
-                    Some(at) => at,
-                    None => {
-                        compressors.push((self.tx, self.tx.compressor()));
-                        compressors.len() - 1
-                    }
-                };
-                &mut compressors[at].1
-            } else {
-                self.compressor.get_or_insert_with(|| self.tx.compressor())
-            };
+            let scratch = &mut per_thread.borrow_mut().scratch;
+            let compressor = self.compressor.get_or_insert_with(|| self.tx.compressor());
             let result = deflate(compressor, payload, scratch);
-            if self.tx_reset || result.is_none() {
+            if result.is_none() {
                 compressor.reset();
             }
             let written = result.map(|len| write(&scratch[..len]));
@@ -179,6 +242,16 @@ impl Codec {
                 *scratch = Vec::new();
             }
             written
+        })
+    }
+
+    /// What a broadcast shares with this connection: on a server whose
+    /// direction keeps no context, the compression every such connection
+    /// with the same settings has.
+    pub(crate) fn shared(&self) -> Option<SharedCompression> {
+        (self.server && self.tx_reset).then(|| SharedCompression {
+            tuning: self.tx,
+            threshold: u32::try_from(self.threshold).unwrap_or(u32::MAX),
         })
     }
 

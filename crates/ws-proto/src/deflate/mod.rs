@@ -6,6 +6,7 @@
 mod codec;
 mod negotiate;
 
+pub use codec::SharedCompression;
 pub(crate) use codec::{Codec, InflateError};
 pub use negotiate::DeflateResponseError;
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
-use ws_proto::{CloseCode, Decoded, FrameHeader, Message, OpCode, SendError};
+use ws_proto::{CloseCode, Decoded, FrameHeader, Message, OpCode, SendError, SharedCompression};
 use ws_tokio::{Doorbell, Feed, FrameSink};
 
 use crate::lock;
@@ -56,6 +56,14 @@ impl SharedFrame {
     /// The encoded frame.
     pub fn as_bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    /// `message` compressed with `compression` as one frame, or `None` when
+    /// it goes plain (under the threshold, or not text or binary).
+    pub(crate) fn compressed(message: &Message, compression: SharedCompression) -> Option<Self> {
+        compression
+            .compress_frame(message)
+            .map(|bytes| Self { bytes })
     }
 }
 
@@ -396,23 +404,39 @@ pub(crate) struct Outbox {
     dropped: AtomicU64,
     /// Rung when the driver has something to look at.
     doorbell: Doorbell,
+    /// The connection's shared compression, if it has one: it takes
+    /// frames compressed once for every member with the same.
+    compression: Option<SharedCompression>,
 }
 
 impl Outbox {
     /// An empty queue that rings `doorbell` when it has frames for the
     /// driver.
+    #[cfg(test)]
     pub(crate) fn new(doorbell: Doorbell) -> Self {
+        Self::compressed(doorbell, None)
+    }
+
+    /// As [`new`](Self::new), for a connection that takes frames
+    /// compressed with `compression`.
+    pub(crate) fn compressed(doorbell: Doorbell, compression: Option<SharedCompression>) -> Self {
         Self {
             queue: Mutex::default(),
             dropped: AtomicU64::new(0),
             doorbell,
+            compression,
         }
+    }
+
+    /// The compression this connection's frames are made with, if any.
+    pub(crate) fn compression(&self) -> Option<SharedCompression> {
+        self.compression
     }
 
     /// A closed queue: for a connection that had ended before it joined
     /// the hub. Every frame offered to it is refused.
     pub(crate) fn closed() -> Self {
-        let outbox = Self::new(Doorbell::default());
+        let outbox = Self::compressed(Doorbell::default(), None);
         outbox.lock().closed = true;
         outbox
     }

@@ -124,7 +124,7 @@ fn shared_for(handshake: Handshake, conn: &Connection, settings: &Settings) -> A
         settings.incoming_queue.max(1),
         settings.write_high_water.max(1),
     );
-    Arc::new(Session::new(link, handshake, conn.role()))
+    Arc::new(Session::new(link, handshake, conn))
 }
 
 /// What one poll of the transport did.
