@@ -18,6 +18,11 @@
 //!   publisher keeps W messages in flight, paced by its own copies coming
 //!   back. Deliveries/s, p50/p99 publish-to-receive latency, server memory.
 //!
+//! `echo --deflate` offers permessage-deflate without context takeover
+//! either way (so the load's one compressed frame is valid every time) and
+//! sends JSON-like text; it fails if the server declines, and also reports
+//! the bytes on the wire per message each way.
+//!
 //! Every mode takes `--warmup S` (default 1): nothing is counted before it,
 //! and `--tls-ca PATH` to speak `wss://` (server name `localhost`, trusting
 //! the CA in PATH).
@@ -57,6 +62,7 @@ struct Args {
     depth: usize,
     size: usize,
     binary: bool,
+    deflate: bool,
     duration: f64,
     warmup: f64,
     messages: usize,
@@ -75,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
         depth: 1,
         size: 5,
         binary: false,
+        deflate: false,
         duration: 5.0,
         warmup: 1.0,
         messages: 10,
@@ -84,6 +91,10 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = args.next() {
         if flag == "--binary" {
             parsed.binary = true;
+            continue;
+        }
+        if flag == "--deflate" {
+            parsed.deflate = true;
             continue;
         }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -159,6 +170,14 @@ fn next_frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
 /// Connects and completes the opening handshake; returns the stream and
 /// any bytes that came after the response head.
 async fn open(addr: SocketAddr, path: &str) -> io::Result<(Stream, BytesMut)> {
+    open_with(addr, path, false).await
+}
+
+/// The offer of `echo --deflate`: no context either way, so that one
+/// compressed frame is valid every time it is sent.
+const DEFLATE_OFFER: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits";
+
+async fn open_with(addr: SocketAddr, path: &str, deflate: bool) -> io::Result<(Stream, BytesMut)> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     // Leave no TIME_WAIT behind on this side when the connection is dropped.
@@ -171,9 +190,14 @@ async fn open(addr: SocketAddr, path: &str) -> io::Result<(Stream, BytesMut)> {
         }
         None => Box::new(tcp),
     };
+    let extensions = if deflate {
+        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
+    } else {
+        String::new()
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut buf = BytesMut::with_capacity(4096);
@@ -184,6 +208,10 @@ async fn open(addr: SocketAddr, path: &str) -> io::Result<(Stream, BytesMut)> {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             if !buf.starts_with(b"HTTP/1.1 101") {
                 return Err(io::Error::other("handshake refused"));
+            }
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            if deflate && !head.contains("permessage-deflate") {
+                return Err(io::Error::other("the server declined permessage-deflate"));
             }
             buf.advance(end + 4);
             return Ok((stream, buf));
@@ -261,11 +289,54 @@ const SKIP_ABOVE: usize = 64 * 1024;
 
 /// One echo connection: keeps `depth` messages in flight until the window
 /// ends; returns the round trips measured, in microseconds.
+/// JSON-like text of `size` bytes, as a market-data or chat feed sends.
+fn json_text(size: usize) -> String {
+    let mut text = String::with_capacity(size + 64);
+    let mut i = 0u64;
+    while text.len() < size {
+        let price = 100 + (i * 7919) % 900;
+        text.push_str(&format!(
+            "{{\"seq\":{i},\"sym\":\"S{}\",\"px\":{price}.{:02},\"qty\":{},\"side\":\"{}\"}},",
+            i % 50,
+            (i * 31) % 100,
+            (i * 13) % 1000,
+            if i % 3 == 0 { "buy" } else { "sell" }
+        ));
+        i += 1;
+    }
+    text.truncate(size);
+    text
+}
+
+/// The message a client sends, compressed without context (what a
+/// permessage-deflate client with client_no_context_takeover sends every
+/// time), RSV1 set and masked.
+fn deflated_frame(text: &str) -> Vec<u8> {
+    let mut params = ws_proto::DeflateParams::default();
+    params.server_no_context_takeover = true;
+    params.client_no_context_takeover = true;
+    let mut conn = ws_proto::Connection::builder(ws_proto::Role::Client)
+        .config(ws_proto::Config::default().compression(Some(Default::default())))
+        .mask_keys(|| MASK)
+        .deflate(Some(params))
+        .build();
+    let mut out = BytesMut::new();
+    let _ = conn.send(&ws_proto::Message::text(text.to_owned()), &mut out);
+    out.to_vec()
+}
+
+/// Bytes on the wire, both ways, over every `echo --deflate` connection.
+static WIRE_SENT: AtomicU64 = AtomicU64::new(0);
+static WIRE_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
 async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>> {
-    let (mut stream, mut buf) = open(args.addr, &args.path).await?;
+    let (mut stream, mut buf) = open_with(args.addr, &args.path, args.deflate).await?;
     let opcode = if args.binary { 0x2 } else { 0x1 };
-    let payload = vec![b'x'; args.size];
-    let frame = masked_frame(opcode, &payload);
+    let frame = if args.deflate {
+        deflated_frame(&json_text(args.size))
+    } else {
+        masked_frame(opcode, &vec![b'x'; args.size])
+    };
     let batch = frame.repeat(args.depth);
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(args.depth);
     let mut latencies = Vec::new();
@@ -299,6 +370,9 @@ async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>
             Some(Err(error)) => return Err(error),
             Some(Ok(n)) => n,
         };
+        if window.counts(Instant::now()) && args.deflate {
+            WIRE_RECEIVED.fetch_add(n as u64, Ordering::Relaxed);
+        }
         if let Some((left, opcode)) = skipping {
             if n == left {
                 skipping = None;
@@ -340,6 +414,9 @@ async fn echo_connection(args: Arc<Args>, window: Window) -> io::Result<Vec<u32>
             break;
         }
         if answered > 0 {
+            if args.deflate && window.counts(now) {
+                WIRE_SENT.fetch_add((answered * frame.len()) as u64, Ordering::Relaxed);
+            }
             stream.write_all(&batch[..answered * frame.len()]).await?;
             sent.extend(std::iter::repeat_n(Instant::now(), answered));
         }
@@ -362,9 +439,19 @@ async fn echo(args: Arc<Args>) -> String {
     }
     latencies.sort_unstable();
     let messages = latencies.len() as f64 / args.duration;
+    let wire = if args.deflate {
+        let count = latencies.len().max(1) as f64;
+        format!(
+            ",\"wire_bytes_sent_per_msg\":{:.0},\"wire_bytes_received_per_msg\":{:.0}",
+            WIRE_SENT.load(Ordering::Relaxed) as f64 / count,
+            WIRE_RECEIVED.load(Ordering::Relaxed) as f64 / count
+        )
+    } else {
+        String::new()
+    };
     format!(
         "{{\"mode\":\"echo\",\"connections\":{},\"depth\":{},\"size\":{},\"msgs_per_sec\":{:.0},\
-         \"mb_per_sec\":{:.2},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{}}}",
+         \"mb_per_sec\":{:.2},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{}{wire}}}",
         args.connections,
         args.depth,
         args.size,
