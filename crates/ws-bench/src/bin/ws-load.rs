@@ -300,7 +300,7 @@ fn json_text(size: usize) -> String {
             i % 50,
             (i * 31) % 100,
             (i * 13) % 1000,
-            if i % 3 == 0 { "buy" } else { "sell" }
+            if i.is_multiple_of(3) { "buy" } else { "sell" }
         ));
         i += 1;
     }
