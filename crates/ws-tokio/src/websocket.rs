@@ -271,6 +271,22 @@ impl WebSocket {
         SendMessage::new(self.info(), message.into())
     }
 
+    /// As [`send`](Self::send), but never compressed, whatever the
+    /// message's size, on a connection that runs permessage-deflate: for
+    /// data known not to shrink (images, archives), or a message that must
+    /// go out as it is. The same as `send` on a connection without
+    /// compression. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_uncompressed(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        send_uncompressed(self.info(), message.into())
+    }
+
     /// Sends every message in `messages`, in order, leaving it empty;
     /// waits while the outgoing queue is at its high-water mark. As many as
     /// the queue has room for are queued under one lock, rather than one
@@ -408,6 +424,18 @@ impl WebSocketSender {
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         SendMessage::new(self.shared.clone(), message.into())
+    }
+
+    /// As [`WebSocket::send_uncompressed`]. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send`].
+    pub fn send_uncompressed(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        send_uncompressed(&self.shared, message.into())
     }
 
     /// Sends without waiting.
@@ -593,6 +621,26 @@ impl Stream for WebSocket {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_recv(cx)
     }
+}
+
+/// Waits for room, then queues `message` to be sent uncompressed; the
+/// message is queued whole or not at all.
+async fn send_uncompressed(shared: &Session, message: Message) -> Result<(), Error> {
+    let mut message = Some(message);
+    poll_fn(|cx| {
+        ready!(shared.link.poll_ready(cx))?;
+        let Some(message) = message.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        Poll::Ready(match checked(message)? {
+            Checked::Close(frame) => shared.link.close(frame),
+            Checked::Data(message) => {
+                let units = cost(&shared.link, &message);
+                shared.link.force_send_uncompressed(message, units)
+            }
+        })
+    })
+    .await
 }
 
 /// The [`Sink`] of both [`WebSocketSender`] and [`WebSocket`], on their

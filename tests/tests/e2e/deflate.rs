@@ -258,7 +258,6 @@ async fn rfc7692_python_server_without_context_takeover() {
 /// threshold goes plain to everyone.
 #[tokio::test]
 async fn rfc7692_broadcast_compressed_once_for_members_without_context() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use ws_server::{Hub, Publication};
 
     let hub = Hub::new();
@@ -297,22 +296,7 @@ async fn rfc7692_broadcast_compressed_once_for_members_without_context() {
     // Two raw members, to see the frames on the wire.
     let mut raw = Vec::new();
     for _ in 0..2 {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(
-                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-                  Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8];
-            stream.read_exact(&mut byte).await.unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
+        let (stream, head) = raw_deflate_client(addr).await;
         assert!(
             head.contains("permessage-deflate; server_no_context_takeover"),
             "{head}"
@@ -349,19 +333,7 @@ async fn rfc7692_broadcast_compressed_once_for_members_without_context() {
     for stream in &mut raw {
         let mut frames = Vec::new();
         for _ in 0..messages.len() {
-            let mut head = [0u8; 2];
-            stream.read_exact(&mut head).await.unwrap();
-            let len = match head[1] {
-                126 => {
-                    let mut ext = [0u8; 2];
-                    stream.read_exact(&mut ext).await.unwrap();
-                    usize::from(u16::from_be_bytes(ext))
-                }
-                n => usize::from(n),
-            };
-            let mut payload = vec![0u8; len];
-            stream.read_exact(&mut payload).await.unwrap();
-            frames.push((head[0], payload));
+            frames.push(read_frame(stream).await);
         }
         assert_eq!(frames[0].0, 0xc1, "compressed text");
         assert_eq!(frames[1].0, 0x81, "plain text under the threshold");
@@ -370,4 +342,78 @@ async fn rfc7692_broadcast_compressed_once_for_members_without_context() {
         wires.push(frames);
     }
     assert_eq!(wires[0], wires[1]);
+}
+
+/// A raw client offering permessage-deflate: the stream after the 101, and
+/// the response head.
+async fn raw_deflate_client(addr: SocketAddr) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8(head).unwrap())
+}
+
+/// The next server frame: its first byte and its payload.
+async fn read_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    timeout(LIMIT, stream.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    let len = match head[1] {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).await.unwrap();
+            usize::from(u16::from_be_bytes(ext))
+        }
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (head[0], payload)
+}
+
+/// `send_uncompressed` sends a message plain on a compressed connection;
+/// the next `send` compresses again.
+#[tokio::test]
+async fn rfc7692_one_message_sent_uncompressed() {
+    let big = "{\"k\":\"v\"},".repeat(400);
+    let sent = big.clone();
+    let handler = move |mut ws: WebSocket| {
+        let big = sent.clone();
+        async move {
+            ws.send_uncompressed(Message::text(big.clone()))
+                .await
+                .unwrap();
+            ws.send(Message::text(big)).await.unwrap();
+            let _ = ws.recv().await;
+        }
+    };
+    let builder = Server::builder()
+        .ping_interval(None)
+        .compression(Some(PerMessageDeflate::default()));
+    let (addr, _stop, _serving) =
+        serve_on_free_port(|listener| builder.serve(handler, listener)).await;
+    let (mut stream, head) = raw_deflate_client(addr).await;
+    assert!(head.contains("permessage-deflate"), "{head}");
+    let (first, payload) = read_frame(&mut stream).await;
+    assert_eq!(first, 0x81, "plain text");
+    assert_eq!(payload, big.as_bytes());
+    let (first, payload) = read_frame(&mut stream).await;
+    assert_eq!(first, 0xc1, "compressed text");
+    assert!(payload.len() < big.len() / 4, "{}", payload.len());
 }

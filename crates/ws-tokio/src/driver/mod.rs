@@ -687,6 +687,9 @@ fn apply(conn: &mut Connection, command: Command, output: &mut Output) {
             // its next send, which finds the queue closed.
             let _ = send_into(conn, &message, output);
         }
+        Command::SendUncompressed(message, _) => {
+            let _ = conn.send_uncompressed(&message, &mut output.tail);
+        }
         Command::Close(frame) => {
             tracing::debug!(?frame, "closing");
             let _ = conn.close(frame, &mut output.tail);

@@ -15,6 +15,8 @@ pub(crate) enum Command {
     /// A message, and the units of the byte budget it holds: the driver
     /// gives them back once it takes the message.
     Send(Message, usize),
+    /// As `Send`, never compressed (permessage-deflate).
+    SendUncompressed(Message, usize),
     Close(Option<CloseFrame>),
 }
 

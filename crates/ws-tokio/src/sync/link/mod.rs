@@ -454,6 +454,22 @@ impl Link {
         Ok(())
     }
 
+    /// As [`force_send`](Self::force_send), for a message that is never
+    /// compressed.
+    pub(crate) fn force_send_uncompressed(
+        &self,
+        message: Message,
+        units: usize,
+    ) -> Result<(), Error> {
+        let mut outgoing = lock(&self.outgoing);
+        if outgoing.closed {
+            return Err(Error::Closed(None));
+        }
+        outgoing.queued += units;
+        self.push_locked(outgoing, Command::SendUncompressed(message, units));
+        Ok(())
+    }
+
     /// Queues a close; nothing more can be sent after it.
     pub(crate) fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
         let mut outgoing = lock(&self.outgoing);
@@ -590,7 +606,7 @@ impl Link {
             let mut taken = 0;
             while let Some(command) = outgoing.queue.pop_front() {
                 let units = match &command {
-                    Command::Send(_, units) => *units,
+                    Command::Send(_, units) | Command::SendUncompressed(_, units) => *units,
                     Command::Close(_) => 0,
                 };
                 taken += units;
