@@ -18,6 +18,11 @@
 //!   publisher keeps W messages in flight, paced by its own copies coming
 //!   back. Deliveries/s, p50/p99 publish-to-receive latency, server memory.
 //!
+//! `fanout --deflate` has every connection offer permessage-deflate (the
+//! server compresses each publication, for instance once for all with
+//! `broadcast_server --deflate`), publishes JSON-like text after the
+//! 16-byte stamp, and has each receiver inflate what it gets.
+//!
 //! `echo --deflate` offers permessage-deflate without context takeover
 //! either way (so the load's one compressed frame is valid every time) and
 //! sends JSON-like text; it fails if the server declines, and also reports
@@ -234,6 +239,18 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// The CPU time a process has used, user and system, in clock ticks
+/// (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
 }
 
 /// The window in which results count.
@@ -533,7 +550,7 @@ async fn open_many(args: &Arc<Args>, count: usize) -> Vec<(Stream, BytesMut)> {
             let args = args.clone();
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                open(args.addr, &args.path).await
+                open_with(args.addr, &args.path, args.deflate).await
             })
         })
         .collect();
@@ -579,6 +596,62 @@ const RECEIVE_CHUNK: usize = 16 * 1024;
 /// missed: gaps in the publisher's sequence numbers (bytes 8..16 of each
 /// payload of 16 bytes or more), which only the server's slow-consumer
 /// policy makes.
+/// A client connection's core that inflates what a server compressed
+/// without context (the `--deflate` offer).
+fn inflating_client() -> ws_proto::Connection {
+    let mut params = ws_proto::DeflateParams::default();
+    params.server_no_context_takeover = true;
+    params.client_no_context_takeover = true;
+    ws_proto::Connection::builder(ws_proto::Role::Client)
+        .deflate(Some(params))
+        .build()
+}
+
+/// A fan-out receiver with `--deflate`: every frame goes through the core,
+/// which inflates the compressed ones.
+async fn inflating_receiver(
+    mut stream: Stream,
+    buf: BytesMut,
+    epoch: Instant,
+    window: Window,
+) -> (Vec<u32>, u64) {
+    let mut latencies = Vec::new();
+    let mut last_seq: Option<u64> = None;
+    let mut missed = 0;
+    let mut end = pin!(window.end_timer());
+    let mut conn = inflating_client();
+    conn.handle_bytes(&buf);
+    loop {
+        let now = Instant::now();
+        let arrived = stamp(epoch, now);
+        while let Ok(Some(message)) = conn.poll_message() {
+            let data = match &message {
+                ws_proto::Message::Binary(data) => &data[..],
+                ws_proto::Message::Text(text) => text.as_bytes(),
+                _ => continue,
+            };
+            if data.len() >= 16 {
+                let seq = u64::from_be_bytes(data[8..16].try_into().unwrap_or_default());
+                if let Some(last) = last_seq {
+                    missed += seq.saturating_sub(last + 1);
+                }
+                last_seq = Some(seq);
+                if window.counts(now) {
+                    let sent = u64::from_be_bytes(data[..8].try_into().unwrap_or_default());
+                    let latency = arrived.saturating_sub(sent) / 1000;
+                    latencies.push(latency.min(u64::from(u32::MAX)) as u32);
+                }
+            }
+        }
+        conn.read_buffer().reserve(RECEIVE_CHUNK);
+        let read = before_end(end.as_mut(), stream.read_buf(conn.read_buffer())).await;
+        if !matches!(read, Some(Ok(1..))) || Instant::now() >= window.end {
+            break;
+        }
+    }
+    (latencies, missed)
+}
+
 async fn receiver(
     mut stream: Stream,
     mut buf: BytesMut,
@@ -627,7 +700,7 @@ async fn fanout(args: Arc<Args>) -> String {
     let epoch = Instant::now();
     let receivers = open_many(&args, args.connections).await;
     let opened = receivers.len();
-    let (mut publisher, mut pub_buf) = match open(args.addr, &args.path).await {
+    let (mut publisher, mut pub_buf) = match open_with(args.addr, &args.path, args.deflate).await {
         Ok(opened) => opened,
         Err(error) => return format!("{{\"mode\":\"fanout\",\"error\":\"{error}\"}}"),
     };
@@ -636,12 +709,25 @@ async fn fanout(args: Arc<Args>) -> String {
     let window = Window::new(&args);
     let tasks: Vec<_> = receivers
         .into_iter()
-        .map(|(stream, buf)| tokio::spawn(receiver(stream, buf, epoch, window)))
+        .map(|(stream, buf)| {
+            if args.deflate {
+                tokio::spawn(inflating_receiver(stream, buf, epoch, window))
+            } else {
+                tokio::spawn(receiver(stream, buf, epoch, window))
+            }
+        })
         .collect();
 
     let size = args.size.max(8);
     let opcode = 0x2;
-    let mut payload = vec![b'x'; size];
+    let mut payload = if args.deflate {
+        // The stamp and the sequence number, then JSON-like text.
+        let mut payload = vec![0u8; 16];
+        payload.extend_from_slice(json_text(size.saturating_sub(16)).as_bytes());
+        payload
+    } else {
+        vec![b'x'; size]
+    };
     let published = AtomicU64::new(0);
     let mut seq = 0u64;
     let mut message = |payload: &mut Vec<u8>| {
@@ -659,6 +745,18 @@ async fn fanout(args: Arc<Args>) -> String {
     let rss_during = tokio::spawn(async move {
         tokio::time::sleep_until(middle.into()).await;
         pid.and_then(rss_kib).unwrap_or(0)
+    });
+    // The server's CPU time over the window, on a task of its own too.
+    let (start, end_at) = (window.start, window.end);
+    let server_cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let before = pid.and_then(cpu_ticks);
+        tokio::time::sleep_until(end_at.into()).await;
+        let after = pid.and_then(cpu_ticks);
+        // Clock ticks are hundredths of a second on Linux.
+        before
+            .zip(after)
+            .map_or(0.0, |(b, a)| (a - b) as f64 / 100.0)
     });
     let mut out = Vec::new();
     for _ in 0..args.window {
@@ -688,6 +786,7 @@ async fn fanout(args: Arc<Args>) -> String {
         }
     }
     let rss_during = rss_during.await.unwrap_or(0);
+    let server_cpu_s = server_cpu.await.unwrap_or(0.0);
     let mut latencies = Vec::new();
     let mut dropped = 0;
     for task in tasks {
@@ -699,11 +798,13 @@ async fn fanout(args: Arc<Args>) -> String {
     latencies.sort_unstable();
     format!(
         "{{\"mode\":\"fanout\",\"receivers\":{opened},\"size\":{size},\"deliveries_per_sec\":{:.0},\
-         \"published\":{},\"dropped\":{dropped},\"p50_us\":{},\"p99_us\":{},\"server_rss_kib\":{rss_during}}}",
+         \"published\":{},\"dropped\":{dropped},\"p50_us\":{},\"p99_us\":{},\"server_rss_kib\":{rss_during},\
+         \"server_cpu_s\":{server_cpu_s:.2},\"server_cpu_ns_per_delivery\":{:.0}}}",
         latencies.len() as f64 / args.duration,
         published.load(Ordering::Relaxed),
         percentile(&latencies, 50.0),
         percentile(&latencies, 99.0),
+        server_cpu_s * 1e9 / (latencies.len().max(1) as f64),
     )
 }
 
