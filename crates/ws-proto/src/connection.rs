@@ -12,7 +12,7 @@ use crate::close_code::CloseCode;
 use crate::config::Config;
 use crate::deflate::{Codec, DeflateParams, InflateError, SharedCompression};
 use crate::error::{ProtocolError, SendError};
-use crate::frame::{Decoded, FrameHeader};
+use crate::frame::{Decoded, FrameHeader, RSV1};
 use crate::mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at};
 use crate::message::Message;
 use crate::opcode::OpCode;
@@ -178,7 +178,7 @@ impl ConnectionBuilder {
         };
         let deflate = self.deflate.map(|params| {
             let settings = self.config.compression.clone().unwrap_or_default();
-            Box::new(Codec::new(self.role, params, &settings))
+            Box::new(Codec::new(self.role == Role::Server, params, &settings))
         });
         Connection {
             role: self.role,
@@ -1051,10 +1051,6 @@ impl Connection {
         }
     }
 }
-
-/// The RSV1 bit in [`FrameHeader::rsv`]: permessage-deflate's "Per-Message
-/// Compressed" bit.
-pub(crate) const RSV1: u8 = 0b100;
 
 /// Writes one frame of a compressed message: RSV1 set, the payload masked
 /// with `mask` for a client.

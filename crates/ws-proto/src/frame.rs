@@ -9,6 +9,10 @@ use crate::opcode::OpCode;
 /// length and a 4-byte masking key.
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// The RSV1 bit in [`FrameHeader::rsv`]: permessage-deflate's "Per-Message
+/// Compressed" bit (RFC 7692 section 6).
+pub(crate) const RSV1: u8 = 0b100;
+
 /// The result of an incremental decode: either how many more bytes are needed
 /// before anything can be said, or the decoded value and how many bytes of the
 /// input it used.

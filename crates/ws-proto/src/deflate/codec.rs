@@ -15,8 +15,7 @@ use bytes::{Bytes, BytesMut};
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status, Strategy};
 
 use super::{DeflateParams, PerMessageDeflate};
-use crate::connection::{RSV1, Role};
-use crate::frame::FrameHeader;
+use crate::frame::{FrameHeader, RSV1};
 use crate::message::Message;
 use crate::opcode::OpCode;
 
@@ -179,25 +178,27 @@ impl std::fmt::Debug for Codec {
 }
 
 impl Codec {
-    pub(crate) fn new(role: Role, params: DeflateParams, settings: &PerMessageDeflate) -> Self {
+    /// The codec of a server's connection (`server`) or a client's.
+    pub(crate) fn new(server: bool, params: DeflateParams, settings: &PerMessageDeflate) -> Self {
         let settings = settings.clamped();
-        let (tx_window, tx_reset, rx_window, rx_reset) = match role {
-            Role::Server => (
+        let (tx_window, tx_reset, rx_window, rx_reset) = if server {
+            (
                 params.server_max_window_bits,
                 params.server_no_context_takeover,
                 params.client_max_window_bits,
                 params.client_no_context_takeover,
-            ),
-            Role::Client => (
+            )
+        } else {
+            (
                 params.client_max_window_bits,
                 params.client_no_context_takeover,
                 params.server_max_window_bits,
                 params.server_no_context_takeover,
-            ),
+            )
         };
         Self {
             params,
-            server: role == Role::Server,
+            server,
             tx: Tuning {
                 window: tx_window.clamp(8, 15),
                 level: settings.level,

@@ -623,53 +623,11 @@ impl Stream for WebSocket {
     }
 }
 
-/// Waits for room, then queues `message` to be sent uncompressed; the
-/// message is queued whole or not at all.
-async fn send_uncompressed(shared: &Session, message: Message) -> Result<(), Error> {
-    let mut message = Some(message);
-    poll_fn(|cx| {
-        ready!(shared.link.poll_ready(cx))?;
-        let Some(message) = message.take() else {
-            return Poll::Ready(Ok(()));
-        };
-        Poll::Ready(match checked(message)? {
-            Checked::Close(frame) => shared.link.close(frame),
-            Checked::Data(message) => {
-                let units = cost(&shared.link, &message);
-                shared.link.force_send_uncompressed(message, units)
-            }
-        })
-    })
-    .await
-}
-
 /// The [`Sink`] of both [`WebSocketSender`] and [`WebSocket`], on their
-/// shared state.
-mod sink {
-    use super::{Checked, Context, Error, Message, Poll, Session, checked, cost};
+/// shared state, and the uncompressed send.
+mod sink;
 
-    /// Waits while the outgoing queue is at its high-water mark.
-    pub(super) fn poll_ready(shared: &Session, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        shared.link.poll_ready(cx)
-    }
-
-    /// Queues the message: once `poll_ready` found room, the queue may pass
-    /// its high-water mark by at most this message.
-    pub(super) fn start_send(shared: &Session, message: Message) -> Result<(), Error> {
-        match checked(message)? {
-            Checked::Close(frame) => shared.link.close(frame),
-            Checked::Data(message) => {
-                let units = cost(&shared.link, &message);
-                shared.link.force_send(message, units)
-            }
-        }
-    }
-
-    pub(super) fn poll_close(shared: &Session) -> Poll<Result<(), Error>> {
-        let _ = shared.link.close(None);
-        Poll::Ready(Ok(()))
-    }
-}
+use sink::send_uncompressed;
 
 impl Sink<Message> for WebSocketSender {
     type Error = Error;

@@ -6,10 +6,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ws_proto::{Message, SendError, SharedCompression};
+use ws_proto::{Message, SendError};
 use ws_tokio::{AttachError, WebSocket};
 
-use crate::outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SharedFrame, SlowConsumer};
+mod framed;
+
+use framed::{Encoded, Framed};
+
+use crate::outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SlowConsumer};
 
 /// A connection's identity in a hub (python-socketio's `sid`), unique
 /// within one hub.
@@ -578,55 +582,6 @@ impl Hub {
             tracing::debug!(?delivery, "slow consumers");
         }
         delivery
-    }
-}
-
-/// A publication with its frame encoded, ready to be offered.
-struct Framed<'a> {
-    audience: &'a Audience,
-    except: Option<MemberId>,
-    message: &'a Message,
-    frame: SharedFrame,
-}
-
-/// A run of publications encoded for the members of one shared
-/// compression: each message compressed once (or its plain frame, under
-/// the threshold), and the batch of them when the run is offered whole.
-struct Encoded {
-    compression: SharedCompression,
-    frames: Vec<SharedFrame>,
-    batch: Option<FrameBatch>,
-}
-
-impl Encoded {
-    fn new(run: &[Framed<'_>], compression: SharedCompression, batched: bool) -> Self {
-        let frames: Vec<SharedFrame> = run
-            .iter()
-            .map(|f| {
-                SharedFrame::compressed(f.message, compression).unwrap_or_else(|| f.frame.clone())
-            })
-            .collect();
-        let batch = batched.then(|| FrameBatch::new(frames.clone()));
-        Self {
-            compression,
-            frames,
-            batch,
-        }
-    }
-}
-
-impl<'a> Framed<'a> {
-    fn new(
-        audience: &'a Audience,
-        except: Option<MemberId>,
-        message: &'a Message,
-    ) -> Result<Self, SendError> {
-        Ok(Self {
-            audience,
-            except,
-            message,
-            frame: SharedFrame::new(message)?,
-        })
     }
 }
 
