@@ -49,6 +49,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Whether `waker` is the one registered in the link.
+    #[inline]
     pub(super) fn is_registered(&self, waker: &Waker) -> bool {
         self.registered == fingerprint(waker)
     }
