@@ -894,25 +894,9 @@ impl Connection {
                     }
                     return self.complete(header.opcode, payload).map(Some);
                 }
-                let partial = if first {
-                    self.partial.insert(Box::new(Partial {
-                        kind: header.opcode,
-                        len: 0,
-                        count: 0,
-                        compressed: false,
-                        data: BytesMut::new(),
-                    }))
-                } else {
-                    self.partial.as_mut().expect("checked by check_header")
-                };
-                partial.len += payload.len() as u64;
-                partial.count += 1;
-                if self.close_sent {
-                    if header.fin {
-                        self.partial = None;
-                    }
+                let Some(partial) = self.assemble(&header, payload.len(), false) else {
                     return Ok(None);
-                }
+                };
                 partial.data.extend_from_slice(&payload);
                 if !header.fin {
                     return Ok(None);
@@ -957,6 +941,40 @@ impl Connection {
         }
     }
 
+    /// The fragmented message a data frame of `len` payload bytes belongs
+    /// to (started by a first frame), its counts updated; `None` once this
+    /// end sent its close frame: section 1.4, data is then discarded (and
+    /// a message that ends is forgotten), though it still counts against
+    /// the limits.
+    #[inline]
+    fn assemble(
+        &mut self,
+        header: &FrameHeader,
+        len: usize,
+        compressed: bool,
+    ) -> Option<&mut Partial> {
+        let partial = if header.opcode != OpCode::Continuation {
+            self.partial.insert(Box::new(Partial {
+                kind: header.opcode,
+                len: 0,
+                count: 0,
+                compressed,
+                data: BytesMut::new(),
+            }))
+        } else {
+            self.partial.as_mut().expect("checked by check_header")
+        };
+        partial.len += len as u64;
+        partial.count += 1;
+        if self.close_sent {
+            if header.fin {
+                self.partial = None;
+            }
+            return None;
+        }
+        self.partial.as_deref_mut()
+    }
+
     /// A frame of a compressed message (RFC 7692 section 6): the same
     /// assembly as a plain message's in `handle_frame`, each frame inflated
     /// as it arrives. Out of line, so that the plain path stays as small as
@@ -976,25 +994,9 @@ impl Connection {
             self.inflate(header.opcode, &payload, true, true, &mut data)?;
             return self.complete(header.opcode, data.freeze()).map(Some);
         }
-        let partial = if first {
-            self.partial.insert(Box::new(Partial {
-                kind: header.opcode,
-                len: 0,
-                count: 0,
-                compressed: true,
-                data: BytesMut::new(),
-            }))
-        } else {
-            self.partial.as_mut().expect("checked by check_header")
-        };
-        partial.len += payload.len() as u64;
-        partial.count += 1;
-        if self.close_sent {
-            if header.fin {
-                self.partial = None;
-            }
+        let Some(partial) = self.assemble(&header, payload.len(), true) else {
             return Ok(None);
-        }
+        };
         let (kind, mut data) = (partial.kind, std::mem::take(&mut partial.data));
         let inflated = self.inflate(kind, &payload, first, header.fin, &mut data);
         if let Some(partial) = &mut self.partial {

@@ -329,9 +329,7 @@ fn json_text(size: usize) -> String {
 /// permessage-deflate client with client_no_context_takeover sends every
 /// time), RSV1 set and masked.
 fn deflated_frame(text: &str) -> Vec<u8> {
-    let mut params = ws_proto::DeflateParams::default();
-    params.server_no_context_takeover = true;
-    params.client_no_context_takeover = true;
+    let params = no_context();
     let mut conn = ws_proto::Connection::builder(ws_proto::Role::Client)
         .config(ws_proto::Config::default().compression(Some(Default::default())))
         .mask_keys(|| MASK)
@@ -596,12 +594,46 @@ const RECEIVE_CHUNK: usize = 16 * 1024;
 /// missed: gaps in the publisher's sequence numbers (bytes 8..16 of each
 /// payload of 16 bytes or more), which only the server's slow-consumer
 /// policy makes.
-/// A client connection's core that inflates what a server compressed
-/// without context (the `--deflate` offer).
-fn inflating_client() -> ws_proto::Connection {
+/// What the `--deflate` offer settles: no context kept either way.
+fn no_context() -> ws_proto::DeflateParams {
     let mut params = ws_proto::DeflateParams::default();
     params.server_no_context_takeover = true;
     params.client_no_context_takeover = true;
+    params
+}
+
+/// What a fan-out receiver counts: round trips from the publisher's stamp,
+/// and the sequence numbers it missed.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<u32>,
+    last_seq: Option<u64>,
+    missed: u64,
+}
+
+impl Tally {
+    /// A message whose payload starts with the publisher's stamp and
+    /// sequence number, arrived at `arrived` (counted when `counts`).
+    fn note(&mut self, payload: &[u8], arrived: u64, counts: bool) {
+        if payload.len() >= 16 {
+            let seq = u64::from_be_bytes(payload[8..16].try_into().unwrap_or_default());
+            if let Some(last) = self.last_seq {
+                self.missed += seq.saturating_sub(last + 1);
+            }
+            self.last_seq = Some(seq);
+        }
+        if payload.len() >= 8 && counts {
+            let sent = u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
+            let latency = arrived.saturating_sub(sent) / 1000;
+            self.latencies.push(latency.min(u64::from(u32::MAX)) as u32);
+        }
+    }
+}
+
+/// A client connection's core that inflates what a server compressed
+/// without context (the `--deflate` offer).
+fn inflating_client() -> ws_proto::Connection {
+    let params = no_context();
     ws_proto::Connection::builder(ws_proto::Role::Client)
         .deflate(Some(params))
         .build()
@@ -615,9 +647,7 @@ async fn inflating_receiver(
     epoch: Instant,
     window: Window,
 ) -> (Vec<u32>, u64) {
-    let mut latencies = Vec::new();
-    let mut last_seq: Option<u64> = None;
-    let mut missed = 0;
+    let mut tally = Tally::default();
     let mut end = pin!(window.end_timer());
     let mut conn = inflating_client();
     conn.handle_bytes(&buf);
@@ -630,18 +660,7 @@ async fn inflating_receiver(
                 ws_proto::Message::Text(text) => text.as_bytes(),
                 _ => continue,
             };
-            if data.len() >= 16 {
-                let seq = u64::from_be_bytes(data[8..16].try_into().unwrap_or_default());
-                if let Some(last) = last_seq {
-                    missed += seq.saturating_sub(last + 1);
-                }
-                last_seq = Some(seq);
-                if window.counts(now) {
-                    let sent = u64::from_be_bytes(data[..8].try_into().unwrap_or_default());
-                    let latency = arrived.saturating_sub(sent) / 1000;
-                    latencies.push(latency.min(u64::from(u32::MAX)) as u32);
-                }
-            }
+            tally.note(data, arrived, window.counts(now));
         }
         conn.read_buffer().reserve(RECEIVE_CHUNK);
         let read = before_end(end.as_mut(), stream.read_buf(conn.read_buffer())).await;
@@ -649,7 +668,7 @@ async fn inflating_receiver(
             break;
         }
     }
-    (latencies, missed)
+    (tally.latencies, tally.missed)
 }
 
 async fn receiver(
@@ -658,9 +677,7 @@ async fn receiver(
     epoch: Instant,
     window: Window,
 ) -> (Vec<u32>, u64) {
-    let mut latencies = Vec::new();
-    let mut last_seq: Option<u64> = None;
-    let mut missed = 0;
+    let mut tally = Tally::default();
     let mut end = pin!(window.end_timer());
     loop {
         buf.reserve(RECEIVE_CHUNK);
@@ -675,25 +692,13 @@ async fn receiver(
         }
         let arrived = stamp(epoch, now);
         while let Some((opcode, header, len)) = next_frame(&buf) {
-            if (opcode == 0x1 || opcode == 0x2) && len >= 16 {
-                let seq =
-                    u64::from_be_bytes(buf[header + 8..header + 16].try_into().unwrap_or_default());
-                if let Some(last) = last_seq {
-                    missed += seq.saturating_sub(last + 1);
-                }
-                last_seq = Some(seq);
-            }
-            if (opcode == 0x1 || opcode == 0x2) && len >= 8 && window.counts(now) {
-                let mut sent = [0u8; 8];
-                sent.copy_from_slice(&buf[header..header + 8]);
-                let sent = u64::from_be_bytes(sent);
-                let latency = arrived.saturating_sub(sent) / 1000;
-                latencies.push(latency.min(u64::from(u32::MAX)) as u32);
+            if opcode == 0x1 || opcode == 0x2 {
+                tally.note(&buf[header..header + len], arrived, window.counts(now));
             }
             buf.advance(header + len);
         }
     }
-    (latencies, missed)
+    (tally.latencies, tally.missed)
 }
 
 async fn fanout(args: Arc<Args>) -> String {
