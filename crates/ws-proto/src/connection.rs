@@ -12,8 +12,8 @@ use crate::close_code::CloseCode;
 use crate::config::Config;
 use crate::deflate::{Codec, DeflateParams, InflateError, SharedCompression};
 use crate::error::{ProtocolError, SendError};
-use crate::frame::{Decoded, FrameHeader, RSV1};
-use crate::mask::{MaskKeySource, RandomMaskKeys, apply_mask, apply_mask_at};
+use crate::frame::{Decoded, FrameHeader, RSV1, encode_frame};
+use crate::mask::{MaskKeySource, RandomMaskKeys, apply_mask_at};
 use crate::message::Message;
 use crate::opcode::OpCode;
 use crate::timers::{Due, Timeout, Timers};
@@ -647,11 +647,13 @@ impl Connection {
             return false;
         }
         let mask = self.mask_keys.as_mut().map(|keys| keys.next_key());
-        // RFC 7692 section 6: RSV1 on the first (here the only) frame of a
-        // compressed message.
         codec
             .compress(payload, |compressed| {
-                write_compressed(opcode, compressed, mask, out);
+                let mut header = FrameHeader::unfragmented(opcode, mask, compressed.len());
+                // RFC 7692 section 6: RSV1 on the first (here the only)
+                // frame of a compressed message.
+                header.rsv = RSV1;
+                encode_frame(&header, compressed, out);
             })
             .is_some()
     }
@@ -1099,27 +1101,7 @@ impl Connection {
             return;
         }
         let header = FrameHeader::unfragmented(opcode, mask, payload.len());
-        out.reserve(header.encoded_len() + payload.len());
-        header.encode(out);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut out[start..], key);
-        }
-    }
-}
-
-/// Writes one frame of a compressed message: RSV1 set, the payload masked
-/// with `mask` for a client.
-fn write_compressed(opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut BytesMut) {
-    let mut header = FrameHeader::unfragmented(opcode, mask, payload.len());
-    header.rsv = RSV1;
-    out.reserve(header.encoded_len() + payload.len());
-    header.encode(out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key);
+        encode_frame(&header, payload, out);
     }
 }
 

@@ -9,6 +9,19 @@ use crate::opcode::OpCode;
 /// length and a 4-byte masking key.
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// Appends `header` and then `payload`, masked with the header's key if it
+/// has one: a whole frame whose payload is already at hand.
+#[inline]
+pub(crate) fn encode_frame(header: &FrameHeader, payload: &[u8], out: &mut BytesMut) {
+    out.reserve(header.encoded_len() + payload.len());
+    header.encode(out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = header.mask {
+        crate::mask::apply_mask(&mut out[start..], key);
+    }
+}
+
 /// The RSV1 bit in [`FrameHeader::rsv`]: permessage-deflate's "Per-Message
 /// Compressed" bit (RFC 7692 section 6).
 pub(crate) const RSV1: u8 = 0b100;

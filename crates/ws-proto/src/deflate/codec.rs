@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status, Strategy};
 
 use super::{DeflateParams, PerMessageDeflate};
-use crate::frame::{FrameHeader, RSV1};
+use crate::frame::{FrameHeader, RSV1, encode_frame};
 use crate::message::Message;
 use crate::opcode::OpCode;
 
@@ -96,9 +96,8 @@ impl SharedCompression {
         compress_per_thread(self.tuning, payload, |compressed| {
             let mut header = FrameHeader::unfragmented(opcode, None, compressed.len());
             header.rsv = RSV1;
-            let mut frame = BytesMut::with_capacity(header.encoded_len() + compressed.len());
-            header.encode(&mut frame);
-            frame.extend_from_slice(compressed);
+            let mut frame = BytesMut::new();
+            encode_frame(&header, compressed, &mut frame);
             frame.freeze()
         })
     }
