@@ -1,6 +1,7 @@
 //! Benchmark tooling: the `ws-load` load generator and reference servers
 //! built on other libraries. See `docs/benchmarks.md`.
 
+pub mod sockudo;
 use std::path::Path;
 use std::sync::Arc;
 

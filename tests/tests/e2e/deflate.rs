@@ -53,7 +53,7 @@ fn pypeers() -> &'static PathBuf {
 
 /// The payloads both sides send: JSON-like text (it compresses) and binary
 /// that mixes runs with noise, of each size.
-fn payloads() -> Vec<Message> {
+pub(crate) fn payloads() -> Vec<Message> {
     let mut messages = Vec::new();
     for size in SIZES {
         let text: String = (0..)
@@ -156,7 +156,7 @@ fn python(script: &str, args: &[&str]) -> tokio::process::Command {
     command
 }
 
-async fn echo(mut ws: WebSocket) {
+pub(crate) async fn echo(mut ws: WebSocket) {
     while let Some(Ok(message)) = ws.recv().await {
         if message.is_data() && ws.send(message).await.is_err() {
             break;
@@ -199,6 +199,23 @@ async fn rfc7692_python_client_without_context_takeover() {
     assert!(ext.contains("client_max_window_bits=10"), "{ext}");
 }
 
+/// Sends each payload twice on `ws` (our client) and checks each echo,
+/// then closes.
+pub(crate) async fn exchange_payloads(mut ws: ws_client::WebSocket) {
+    timeout(LIMIT, async {
+        for message in payloads() {
+            for _ in 0..2 {
+                ws.send(message.clone()).await.unwrap();
+                let echo = ws.recv().await.unwrap().unwrap();
+                assert_eq!(echo, message);
+            }
+        }
+        ws.close(ws_client::CloseCode::NORMAL, "").await.unwrap();
+    })
+    .await
+    .expect("the echoes came back in time");
+}
+
 async fn our_client_against_python_server(mode: &str) -> ws_client::DeflateParams {
     let mut server = python(PY_SERVER, &[mode]).spawn().unwrap();
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
@@ -214,25 +231,14 @@ async fn our_client_against_python_server(mode: &str) -> ws_client::DeflateParam
         .compression(Some(PerMessageDeflate::default()))
         .build()
         .unwrap();
-    let (mut ws, response) = timeout(LIMIT, client.connect(format!("ws://127.0.0.1:{port}/")))
+    let (ws, response) = timeout(LIMIT, client.connect(format!("ws://127.0.0.1:{port}/")))
         .await
         .unwrap()
         .unwrap();
     let params = response
         .deflate
         .expect("the server accepted permessage-deflate");
-    timeout(LIMIT, async {
-        for message in payloads() {
-            for _ in 0..2 {
-                ws.send(message.clone()).await.unwrap();
-                let echo = ws.recv().await.unwrap().unwrap();
-                assert_eq!(echo, message);
-            }
-        }
-        ws.close(ws_client::CloseCode::NORMAL, "").await.unwrap();
-    })
-    .await
-    .expect("the echoes came back in time");
+    exchange_payloads(ws).await;
     let _ = server.kill().await;
     params
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod deflate;
+mod deflate_sockudo;
 mod hub;
 mod inline;
 mod proto_interop;
