@@ -199,9 +199,20 @@ async fn rfc7692_python_client_without_context_takeover() {
     assert!(ext.contains("client_max_window_bits=10"), "{ext}");
 }
 
-/// Sends each payload twice on `ws` (our client) and checks each echo,
-/// then closes.
-pub(crate) async fn exchange_payloads(mut ws: ws_client::WebSocket) {
+/// Connects our client (compression offered by default) to the echo
+/// server at `url`, sends each payload twice and checks each echo, then
+/// closes. Returns what was negotiated.
+pub(crate) async fn exchange_payloads_with(url: &str) -> ws_client::DeflateParams {
+    let client = Client::builder()
+        .ping_interval(None)
+        .config(ws_client::proto::Config::default().max_message_size(4 << 20))
+        .compression(Some(PerMessageDeflate::default()))
+        .build()
+        .unwrap();
+    let (mut ws, response) = timeout(LIMIT, client.connect(url)).await.unwrap().unwrap();
+    let params = response
+        .deflate
+        .expect("the server accepted permessage-deflate");
     timeout(LIMIT, async {
         for message in payloads() {
             for _ in 0..2 {
@@ -214,6 +225,7 @@ pub(crate) async fn exchange_payloads(mut ws: ws_client::WebSocket) {
     })
     .await
     .expect("the echoes came back in time");
+    params
 }
 
 async fn our_client_against_python_server(mode: &str) -> ws_client::DeflateParams {
@@ -225,20 +237,7 @@ async fn our_client_against_python_server(mode: &str) -> ws_client::DeflateParam
         .unwrap()
         .expect("the Python server printed its port");
     let port = line.strip_prefix("PORT ").expect("PORT line");
-    let client = Client::builder()
-        .ping_interval(None)
-        .config(ws_client::proto::Config::default().max_message_size(4 << 20))
-        .compression(Some(PerMessageDeflate::default()))
-        .build()
-        .unwrap();
-    let (ws, response) = timeout(LIMIT, client.connect(format!("ws://127.0.0.1:{port}/")))
-        .await
-        .unwrap()
-        .unwrap();
-    let params = response
-        .deflate
-        .expect("the server accepted permessage-deflate");
-    exchange_payloads(ws).await;
+    let params = exchange_payloads_with(&format!("ws://127.0.0.1:{port}/")).await;
     let _ = server.kill().await;
     params
 }

@@ -11,10 +11,10 @@ use sockudo_ws::deflate::DeflateWindowBits;
 use sockudo_ws::{DeflateConfig, Message as Peer};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
-use ws_client::{Client, Message, PerMessageDeflate};
+use ws_client::{Message, PerMessageDeflate};
 use ws_server::Server;
 
-use crate::deflate::{echo, exchange_payloads, payloads};
+use crate::deflate::{echo, exchange_payloads_with, payloads};
 use crate::server::serve_on_free_port;
 
 const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -91,18 +91,7 @@ async fn our_client_against_sockudo_server(policy: DeflateConfig) -> ws_client::
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(ws_bench::sockudo::serve_echo(listener, policy));
-    let client = Client::builder()
-        .ping_interval(None)
-        .config(ws_client::proto::Config::default().max_message_size(4 << 20))
-        .compression(Some(PerMessageDeflate::default()))
-        .build()
-        .unwrap();
-    let (ws, response) = timeout(LIMIT, client.connect(format!("ws://{addr}/")))
-        .await
-        .unwrap()
-        .unwrap();
-    let params = response.deflate.expect("sockudo-ws accepted the offer");
-    exchange_payloads(ws).await;
+    let params = exchange_payloads_with(&format!("ws://{addr}/")).await;
     server.abort();
     params
 }
