@@ -61,7 +61,9 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-pub use hub::{Audience, Backplane, Delivery, Hub, HubBuilder, Member, MemberId, Publication};
+pub use hub::{
+    Audience, Backplane, Delivery, Hub, HubBuilder, Member, MemberId, Publication, WeakHub,
+};
 pub use outbox::{OutboxLimits, SharedFrame, SlowConsumer};
 /// rustls, whose `ServerConfig` [`TlsConfig::from_rustls`] takes.
 #[cfg(feature = "tls")]

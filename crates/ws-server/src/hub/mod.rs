@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ws_proto::{Message, SendError};
 use ws_tokio::{AttachError, WebSocket};
 
+mod backplane;
 mod framed;
 
+pub use backplane::{Backplane, WeakHub};
 use framed::{Encoded, Framed};
 
 use crate::outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SlowConsumer};
@@ -89,20 +91,6 @@ pub struct Delivery {
     pub disconnected: usize,
 }
 
-/// Carries publications to the other instances of a server, so that a
-/// broadcast reaches the clients connected to each of them (a broker such
-/// as Redis pub/sub or NATS).
-///
-/// [`Hub::publish`] delivers locally, then calls [`forward`](Self::forward);
-/// the backplane sends the publication to the other instances, and each of
-/// them hands it to its own hub with [`Hub::deliver`], which delivers
-/// locally only. The hub's API is the same with or without one.
-pub trait Backplane: Send + Sync + 'static {
-    /// Sends `publication` to the other instances. Called with no lock
-    /// held; should not block (queue it, and send from a task).
-    fn forward(&self, publication: &Publication);
-}
-
 /// The settings of a [`Hub`]; start with [`Hub::builder`].
 #[derive(Clone, Default)]
 pub struct HubBuilder {
@@ -141,7 +129,9 @@ impl HubBuilder {
         self
     }
 
-    /// Forwards every publication to other server instances.
+    /// Forwards every publication to other server instances, and hands
+    /// the backplane a [`WeakHub`] to deliver theirs
+    /// ([`Backplane::attach`]).
     pub fn backplane(mut self, backplane: impl Backplane) -> Self {
         self.backplane = Some(Arc::new(backplane));
         self
@@ -149,7 +139,7 @@ impl HubBuilder {
 
     /// The hub.
     pub fn build(self) -> Hub {
-        Hub {
+        let hub = Hub {
             inner: Arc::new(HubState {
                 limits: self.limits,
                 backplane: self.backplane,
@@ -157,7 +147,11 @@ impl HubBuilder {
                 next_id: AtomicU64::new(1),
                 dropped: AtomicU64::new(0),
             }),
+        };
+        if let Some(backplane) = &hub.inner.backplane {
+            backplane.attach(hub.downgrade());
         }
+        hub
     }
 }
 
@@ -331,11 +325,13 @@ impl Hub {
         };
         entry.rooms.insert(room.to_owned());
         let outbox = entry.outbox.clone();
-        state
-            .rooms
-            .entry(room.to_owned())
-            .or_default()
-            .insert(id, outbox);
+        let members = state.rooms.entry(room.to_owned()).or_insert_with(|| {
+            if let Some(backplane) = &self.inner.backplane {
+                backplane.room_opened(room);
+            }
+            HashMap::default()
+        });
+        members.insert(id, outbox);
         true
     }
 
@@ -345,12 +341,22 @@ impl Hub {
         if let Some(entry) = state.members.get_mut(&id) {
             entry.rooms.remove(room);
         }
-        remove_from_room(&mut state, id, room);
+        remove_from_room(&mut state, self.backplane(), id, room);
     }
 
     fn remove(&self, id: MemberId) {
         let mut state = self.lock();
-        remove_member(&mut state, id);
+        remove_member(&mut state, self.backplane(), id);
+    }
+
+    fn backplane(&self) -> Option<&dyn Backplane> {
+        self.inner.backplane.as_deref()
+    }
+
+    /// A handle that does not keep the hub alive: what a [`Backplane`]
+    /// holds to deliver publications from other instances.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
     }
 
     /// The number of members.
@@ -453,19 +459,18 @@ impl Hub {
         &self,
         publications: impl IntoIterator<Item = Publication>,
     ) -> Result<Delivery, SendError> {
-        let publications: Vec<Publication> = publications.into_iter().collect();
+        let mut publications: Vec<Publication> = publications.into_iter().collect();
         let framed = publications
             .iter()
             .map(|p| Framed::new(&p.audience, p.except, &p.message))
             .collect::<Result<Vec<_>, _>>()?;
         let delivery = self.deliver_framed(&framed);
+        drop(framed);
         if let Some(backplane) = &self.inner.backplane {
-            for publication in publications {
-                backplane.forward(&Publication {
-                    except: None,
-                    ..publication
-                });
+            for publication in &mut publications {
+                publication.except = None;
             }
+            backplane.forward_many(&publications);
         }
         Ok(delivery)
     }
@@ -483,6 +488,22 @@ impl Hub {
             &publication.message,
         )?;
         Ok(self.deliver_framed(std::slice::from_ref(&framed)))
+    }
+
+    /// Delivers several publications to this hub's members only, in order,
+    /// as [`publish_many`](Self::publish_many) does locally: what a
+    /// [`Backplane`] calls with a batch from other instances.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NotData`] if any message is a control or close message;
+    /// nothing is delivered then.
+    pub fn deliver_many(&self, publications: &[Publication]) -> Result<Delivery, SendError> {
+        let framed = publications
+            .iter()
+            .map(|p| Framed::new(&p.audience, p.except, &p.message))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.deliver_framed(&framed))
     }
 
     /// Delivers framed publications, in order, under one lock of the hub.
@@ -572,7 +593,7 @@ impl Hub {
             }
         }
         for id in gone {
-            remove_member(&mut state, id);
+            remove_member(&mut state, self.backplane(), id);
         }
         drop(state);
         if delivery.dropped > 0 || delivery.disconnected > 0 {
@@ -585,19 +606,30 @@ impl Hub {
     }
 }
 
-fn remove_from_room(state: &mut Membership, id: MemberId, room: &str) {
+/// Takes `id` out of `room`, and the room away once empty (telling the
+/// backplane, still under the hub's lock, so that it sees rooms open and
+/// close in the order they did).
+fn remove_from_room(
+    state: &mut Membership,
+    backplane: Option<&dyn Backplane>,
+    id: MemberId,
+    room: &str,
+) {
     if let Some(members) = state.rooms.get_mut(room) {
         members.remove(&id);
         if members.is_empty() {
             state.rooms.remove(room);
+            if let Some(backplane) = backplane {
+                backplane.room_closed(room);
+            }
         }
     }
 }
 
-fn remove_member(state: &mut Membership, id: MemberId) {
+fn remove_member(state: &mut Membership, backplane: Option<&dyn Backplane>, id: MemberId) {
     if let Some(entry) = state.members.remove(&id) {
         for room in &entry.rooms {
-            remove_from_room(state, id, room);
+            remove_from_room(state, backplane, id, room);
         }
         tracing::debug!(member = %id, "left the hub");
     }
