@@ -71,6 +71,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use ws_server::{Audience, Backplane, Hub, Publication, WeakHub};
 
+mod connection;
 mod envelope;
 mod publisher;
 mod subscriber;
@@ -83,7 +84,8 @@ use subscriber::RoomChange;
 #[non_exhaustive]
 pub enum BuildError {
     /// The Redis URL is not one the client understands
-    /// (`redis://[user:password@]host[:port][/db]`, or `rediss://`).
+    /// (`redis://[user:password@]host[:port][/db]`; TLS, `rediss://`, is
+    /// not built in).
     #[error("bad Redis URL: {0}")]
     Url(#[source] redis::RedisError),
     /// [`RedisBackplaneBuilder::build`] runs the backplane's tasks on the
@@ -101,6 +103,7 @@ pub struct RedisBackplaneBuilder {
     queue: usize,
     inbound_queue: usize,
     batch: usize,
+    sharded: bool,
 }
 
 impl RedisBackplaneBuilder {
@@ -111,17 +114,31 @@ impl RedisBackplaneBuilder {
         self
     }
 
-    /// Publications waiting to go to Redis; default 65 536. Past it,
-    /// forwards are dropped and counted.
+    /// Publications waiting to go to Redis; default 8 192. Past it,
+    /// forwards are dropped and counted. The memory it can take is this
+    /// times the size of the publications.
     pub fn queue(mut self, publications: usize) -> Self {
         self.queue = publications.max(1);
         self
     }
 
     /// Messages from Redis waiting to be delivered to the hub; default
-    /// 65 536. Past it, messages are dropped (and counted as gaps).
+    /// 8 192. Past it, messages are dropped (and counted as gaps by their
+    /// receiver): an instance that cannot keep up with what the others
+    /// publish falls behind by at most this many, not by seconds.
     pub fn inbound_queue(mut self, messages: usize) -> Self {
         self.inbound_queue = messages.max(1);
+        self
+    }
+
+    /// Redis Cluster 7+ with sharded pub/sub; default off. The URL names
+    /// one node of the cluster (the others are discovered), publications
+    /// go out with `SPUBLISH` and rooms are heard with `SSUBSCRIBE`: each
+    /// room's channel is carried only by the shard that owns its slot,
+    /// instead of by every node of the cluster as classic pub/sub is.
+    /// Every instance of a server must agree on this setting.
+    pub fn sharded(mut self, sharded: bool) -> Self {
+        self.sharded = sharded;
         self
     }
 
@@ -143,7 +160,7 @@ impl RedisBackplaneBuilder {
     /// [`BuildError::NoRuntime`] outside a Tokio runtime.
     pub fn build(self) -> Result<RedisBackplane, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let client = subscriber::client(&self.url).map_err(BuildError::Url)?;
+        let target = connection::Target::new(&self.url, self.sharded).map_err(BuildError::Url)?;
         let shared = Arc::new(Shared {
             node: node_id(),
             prefix: self.prefix,
@@ -153,13 +170,13 @@ impl RedisBackplaneBuilder {
         let (out, outgoing) = mpsc::channel(self.queue);
         let (rooms, changes) = mpsc::unbounded_channel();
         runtime.spawn(publisher::run(
-            client.clone(),
+            target.clone(),
             outgoing,
             self.batch,
             shared.clone(),
         ));
         runtime.spawn(subscriber::run(
-            client,
+            target,
             changes,
             self.inbound_queue,
             shared.clone(),
@@ -285,9 +302,10 @@ impl RedisBackplane {
         RedisBackplaneBuilder {
             url: url.into(),
             prefix: "ws".to_owned(),
-            queue: 65_536,
-            inbound_queue: 65_536,
+            queue: 8_192,
+            inbound_queue: 8_192,
             batch: 1_024,
+            sharded: false,
         }
     }
 

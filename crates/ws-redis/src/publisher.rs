@@ -3,12 +3,12 @@
 //! publications.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
+use crate::connection::{Connection, Target};
 use crate::{Counters, Shared, backoff};
 
 /// One publication on its way: its channel and its envelope.
@@ -17,14 +17,9 @@ pub(crate) struct Outgoing {
     pub(crate) envelope: Bytes,
 }
 
-/// How long a connection attempt or a pipeline's answer may take before
-/// the connection counts as lost (a Redis that hangs, not one that is
-/// gone, which fails at once).
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Where the publisher is.
 enum Link {
-    Up(MultiplexedConnection),
+    Up(Connection),
     /// Unreachable since `since`, with `attempt` failed attempts; `lost`
     /// forwards dropped meanwhile.
     Down {
@@ -35,13 +30,13 @@ enum Link {
 }
 
 pub(crate) async fn run(
-    client: redis::Client,
+    target: Target,
     mut queue: mpsc::Receiver<Outgoing>,
     batch_size: usize,
     shared: Arc<Shared>,
 ) {
     let stats = &shared.stats;
-    let mut link = connect(&client, None).await;
+    let mut link = connect(&target, None).await;
     let mut batch = Vec::with_capacity(batch_size);
     loop {
         match &mut link {
@@ -49,14 +44,7 @@ pub(crate) async fn run(
                 if queue.recv_many(&mut batch, batch_size).await == 0 {
                     return;
                 }
-                let mut pipe = redis::pipe();
-                for outgoing in &batch {
-                    pipe.cmd("PUBLISH")
-                        .arg(&outgoing.channel[..])
-                        .arg(&outgoing.envelope[..])
-                        .ignore();
-                }
-                let sent = pipe.exec_async(connection).await;
+                let sent = connection.publish(&batch).await;
                 let n = batch.len() as u64;
                 batch.clear();
                 match sent {
@@ -98,7 +86,7 @@ pub(crate) async fn run(
                 }
                 *attempt += 1;
                 let (since, lost) = (*since, *lost);
-                link = match connect(&client, Some(&shared)).await {
+                link = match connect(&target, Some(&shared)).await {
                     Link::Up(connection) => {
                         tracing::warn!(
                             after = ?since.elapsed(),
@@ -120,14 +108,9 @@ pub(crate) async fn run(
 
 /// One connection attempt; a reconnection is counted when `shared` is
 /// given and it succeeds.
-async fn connect(client: &redis::Client, shared: Option<&Shared>) -> Link {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_response_timeout(Some(TIMEOUT));
-    match client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-    {
+async fn connect(target: &Target, shared: Option<&Shared>) -> Link {
+    let no_pushes: Option<fn(redis::PushInfo) -> Result<(), std::convert::Infallible>> = None;
+    match target.connect(no_pushes).await {
         Ok(connection) => {
             if let Some(shared) = shared {
                 Counters::add(&shared.stats.reconnects, 1);

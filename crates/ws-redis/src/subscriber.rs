@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
-use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 
+use crate::connection::{Connection, Target};
 use crate::envelope::{self, Envelope};
-use crate::publisher::TIMEOUT;
 use crate::{Counters, Shared, backoff};
 
 /// A room that got its first member here, or lost its last.
@@ -24,16 +23,6 @@ pub(crate) enum RoomChange {
 /// Messages delivered to the hub in one go, at most.
 const DELIVERY_BATCH: usize = 256;
 
-/// A client for `url` that speaks RESP3, which push messages need.
-pub(crate) fn client(url: &str) -> redis::RedisResult<redis::Client> {
-    let info = url.into_connection_info()?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    redis::Client::open(info.set_redis_settings(settings))
-}
-
 /// A connection's pushes: messages into a bounded queue (past it they are
 /// dropped, and their receiver counts the gap), and its loss as a signal
 /// that cannot be dropped.
@@ -42,10 +31,7 @@ struct Pushes {
     lost: Arc<Notify>,
 }
 
-async fn connect(
-    client: &redis::Client,
-    inbound: usize,
-) -> redis::RedisResult<(MultiplexedConnection, Pushes)> {
+async fn connect(target: &Target, inbound: usize) -> redis::RedisResult<(Connection, Pushes)> {
     let (messages_in, messages) = mpsc::channel(inbound);
     let lost = Arc::new(Notify::new());
     let signal = lost.clone();
@@ -57,13 +43,7 @@ async fn connect(
         }
         Ok(())
     };
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_response_timeout(Some(TIMEOUT))
-        .set_push_sender(sender);
-    let connection = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let connection = target.connect(Some(sender)).await?;
     Ok((connection, Pushes { messages, lost }))
 }
 
@@ -80,7 +60,7 @@ struct State {
 }
 
 pub(crate) async fn run(
-    client: redis::Client,
+    target: Target,
     mut changes: mpsc::UnboundedReceiver<RoomChange>,
     inbound: usize,
     shared: Arc<Shared>,
@@ -95,7 +75,7 @@ pub(crate) async fn run(
     let mut attempt = 0u32;
     let mut down_since: Option<Instant> = None;
     loop {
-        let (mut connection, mut pushes) = match connect(&client, inbound).await {
+        let (mut connection, mut pushes) = match connect(&target, inbound).await {
             Ok(connected) => connected,
             Err(error) => {
                 if down_since.is_none() {
@@ -172,7 +152,7 @@ impl State {
     /// connection is lost or the task should end.
     async fn serve(
         &mut self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Connection,
         pushes: &mut Pushes,
         changes: &mut mpsc::UnboundedReceiver<RoomChange>,
     ) -> Served {
@@ -189,8 +169,8 @@ impl State {
                         return Served::Ended;
                     };
                     let done = match self.apply(change) {
-                        Some((true, channel)) => connection.subscribe(channel).await,
-                        Some((false, channel)) => connection.unsubscribe(channel).await,
+                        Some((true, channel)) => connection.subscribe(&[channel]).await,
+                        Some((false, channel)) => connection.unsubscribe(&channel).await,
                         None => Ok(()),
                     };
                     if let Err(error) = done {
@@ -282,7 +262,7 @@ impl State {
 /// The channel and payload of a pushed message; `None` for other pushes
 /// (subscription confirmations).
 fn message(push: PushInfo) -> Option<(Bytes, Bytes)> {
-    if push.kind != PushKind::Message {
+    if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
         return None;
     }
     let mut data = push.data.into_iter();

@@ -17,6 +17,10 @@
 //!   N receivers and one publisher in one room (`--path`, default `/`); the
 //!   publisher keeps W messages in flight, paced by its own copies coming
 //!   back. Deliveries/s, p50/p99 publish-to-receive latency, server memory.
+//!   `--receivers-at ADDR,ADDR...` spreads the receivers over several
+//!   servers in turn (instances on a backplane; the publisher stays on
+//!   `--addr`), `--server-pid` then takes their pids, comma-separated, and
+//!   `--broker-pid PID` reports the broker's CPU time (`broker_cpu_s`).
 //!
 //! `fanout --deflate` has every connection offer permessage-deflate (the
 //! server compresses each publication, for instance once for all with
@@ -74,6 +78,14 @@ struct Args {
     messages: usize,
     window: usize,
     server_pid: Option<u32>,
+    /// `--server-pid` may name several processes (a server on a backplane):
+    /// fan-out sums their memory and CPU.
+    server_pids: Vec<u32>,
+    /// `--receivers-at`: where the fan-out receivers connect, in turn
+    /// (default `--addr`, where the publisher connects).
+    receivers_at: Vec<SocketAddr>,
+    /// `--broker-pid`: a broker (Redis) whose CPU fan-out reports apart.
+    broker_pid: Option<u32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -93,6 +105,9 @@ fn parse_args() -> Result<Args, String> {
         messages: 10,
         window: 16,
         server_pid: None,
+        server_pids: Vec::new(),
+        receivers_at: Vec::new(),
+        broker_pid: None,
     };
     while let Some(flag) = args.next() {
         if flag == "--binary" {
@@ -117,7 +132,20 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => parsed.warmup = value.parse().map_err(|_| bad())?,
             "--messages" => parsed.messages = value.parse().map_err(|_| bad())?,
             "--window" => parsed.window = value.parse().map_err(|_| bad())?,
-            "--server-pid" => parsed.server_pid = Some(value.parse().map_err(|_| bad())?),
+            "--server-pid" => {
+                parsed.server_pids = value
+                    .split(',')
+                    .map(|pid| pid.parse().map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?;
+                parsed.server_pid = parsed.server_pids.first().copied();
+            }
+            "--receivers-at" => {
+                parsed.receivers_at = value
+                    .split(',')
+                    .map(|addr| addr.parse().map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--broker-pid" => parsed.broker_pid = Some(value.parse().map_err(|_| bad())?),
             "--tls-ca" => {
                 let _ = TLS.set(ws_bench::tls_connector(value.as_ref()));
             }
@@ -544,12 +572,16 @@ async fn handshake(args: Arc<Args>) -> String {
 async fn open_many(args: &Arc<Args>, count: usize) -> Vec<(Stream, BytesMut)> {
     let gate = Arc::new(Semaphore::new(64));
     let tasks: Vec<_> = (0..count)
-        .map(|_| {
+        .map(|i| {
             let gate = gate.clone();
             let args = args.clone();
+            let addr = match args.receivers_at.len() {
+                0 => args.addr,
+                n => args.receivers_at[i % n],
+            };
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                open_with(args.addr, &args.path, args.deflate).await
+                open_with(addr, &args.path, args.deflate).await
             })
         })
         .collect();
@@ -743,6 +775,17 @@ async fn receiver(
     (tally.latencies, tally.missed)
 }
 
+/// The CPU time `pids` spent over the measured window, in seconds.
+async fn cpu_over(pids: Vec<u32>, window: Window) -> f64 {
+    let ticks = |pids: &[u32]| pids.iter().filter_map(|&pid| cpu_ticks(pid)).sum::<u64>();
+    tokio::time::sleep_until(window.start.into()).await;
+    let before = ticks(&pids);
+    tokio::time::sleep_until(window.end.into()).await;
+    let after = ticks(&pids);
+    // Clock ticks are hundredths of a second on Linux.
+    after.saturating_sub(before) as f64 / 100.0
+}
+
 async fn fanout(args: Arc<Args>) -> String {
     let epoch = Instant::now();
     let receivers = open_many(&args, args.connections).await;
@@ -782,23 +825,15 @@ async fn fanout(args: Arc<Args>) -> String {
     // The server's memory halfway through, sampled on a task of its own:
     // under overload the publisher may not come back to its loop then.
     let middle = window.start + (window.end - window.start) / 2;
-    let pid = args.server_pid;
+    let pids = args.server_pids.clone();
     let rss_during = tokio::spawn(async move {
         tokio::time::sleep_until(middle.into()).await;
-        pid.and_then(rss_kib).unwrap_or(0)
+        pids.iter().filter_map(|&pid| rss_kib(pid)).sum::<u64>()
     });
-    // The server's CPU time over the window, on a task of its own too.
-    let (start, end_at) = (window.start, window.end);
-    let server_cpu = tokio::spawn(async move {
-        tokio::time::sleep_until(start.into()).await;
-        let before = pid.and_then(cpu_ticks);
-        tokio::time::sleep_until(end_at.into()).await;
-        let after = pid.and_then(cpu_ticks);
-        // Clock ticks are hundredths of a second on Linux.
-        before
-            .zip(after)
-            .map_or(0.0, |(b, a)| (a - b) as f64 / 100.0)
-    });
+    // The servers' (and the broker's) CPU time over the window, on tasks
+    // of their own too.
+    let server_cpu = tokio::spawn(cpu_over(args.server_pids.clone(), window));
+    let broker_cpu = tokio::spawn(cpu_over(args.broker_pid.into_iter().collect(), window));
     let mut out = Vec::new();
     for _ in 0..args.window {
         out.extend(message(&mut payload));
@@ -828,6 +863,7 @@ async fn fanout(args: Arc<Args>) -> String {
     }
     let rss_during = rss_during.await.unwrap_or(0);
     let server_cpu_s = server_cpu.await.unwrap_or(0.0);
+    let broker_cpu_s = broker_cpu.await.unwrap_or(0.0);
     let mut latencies = Vec::new();
     let mut dropped = 0;
     for task in tasks {
@@ -840,7 +876,8 @@ async fn fanout(args: Arc<Args>) -> String {
     format!(
         "{{\"mode\":\"fanout\",\"receivers\":{opened},\"size\":{size},\"deliveries_per_sec\":{:.0},\
          \"published\":{},\"dropped\":{dropped},\"p50_us\":{},\"p99_us\":{},\"server_rss_kib\":{rss_during},\
-         \"server_cpu_s\":{server_cpu_s:.2},\"server_cpu_ns_per_delivery\":{:.0}}}",
+         \"server_cpu_s\":{server_cpu_s:.2},\"server_cpu_ns_per_delivery\":{:.0},\
+         \"broker_cpu_s\":{broker_cpu_s:.2}}}",
         latencies.len() as f64 / args.duration,
         published.load(Ordering::Relaxed),
         percentile(&latencies, 50.0),

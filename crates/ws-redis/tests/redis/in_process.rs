@@ -36,6 +36,21 @@ async fn serve_hub(hub: Hub) -> SocketAddr {
     addr
 }
 
+/// Waits until `stats` of `backplane` satisfy `check` (a counter is
+/// updated once Redis has answered, which may be after the receivers got
+/// the message).
+async fn settled(backplane: &RedisBackplane, check: impl Fn(ws_redis::BackplaneStats) -> bool) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !check(backplane.stats()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            backplane.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn backplane(redis: &Redis, prefix: &str) -> RedisBackplane {
     RedisBackplane::builder(redis.url())
         .prefix(prefix)
@@ -120,8 +135,11 @@ async fn malformed_envelopes_are_counted_and_dropped_never_delivered() {
     let room_at = 22;
     elsewhere[room_at] = b'x';
     for payload in [&wrong_version, &truncated, &garbage, &bad_utf8, &elsewhere] {
-        let answer = redis.command(&[b"PUBLISH", b"t2:room:r", payload]);
-        assert!(answer.is_some_and(|a| a.starts_with(':')));
+        let answer = redis.request(&[b"PUBLISH", b"t2:room:r", payload]);
+        assert!(
+            matches!(answer, Some(crate::support::Reply::Int(_))),
+            "{answer:?}"
+        );
     }
     other.to_room("r", "after").unwrap();
     let next = timeout(LIMIT, client.recv())
@@ -138,7 +156,7 @@ async fn malformed_envelopes_are_counted_and_dropped_never_delivered() {
     assert_eq!(stats.malformed, 5, "{stats:?}");
     assert_eq!(stats.received, 2, "{stats:?}");
     assert_eq!(stats.gaps, 0, "{stats:?}");
-    assert_eq!(sending.stats().forwarded, 2);
+    settled(&sending, |s| s.forwarded == 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,6 +223,70 @@ async fn each_member_everywhere_gets_a_publication_once_and_except_stays_local()
             .await
             .is_err()
     );
-    assert_eq!((a.stats().forwarded, a.stats().received), (3, 0));
+    settled(&a, |s| s.forwarded == 3 && s.received == 0).await;
     assert_eq!((b.stats().received, b.stats().gaps), (3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_pub_sub_on_a_cluster_spreads_the_rooms_over_its_shards() {
+    let cluster = crate::support::RedisCluster::start();
+    let url = cluster.nodes[0].url();
+    let sharded = || {
+        RedisBackplane::builder(&url)
+            .prefix("t4")
+            .sharded(true)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (sharded(), sharded());
+    let hub_a = Hub::builder().backplane(a.clone()).build();
+    let hub_b = Hub::builder().backplane(b.clone()).build();
+    let addr_b = serve_hub(hub_b).await;
+    const ROOMS: usize = 12;
+    let mut clients = Vec::new();
+    for room in 0..ROOMS {
+        let (ws, _) = ws_client::connect(format!("ws://{addr_b}/room{room}"))
+            .await
+            .unwrap();
+        clients.push(ws);
+    }
+    // Every room's channel and everyone's, each carried by one shard.
+    let deadline = std::time::Instant::now() + LIMIT;
+    while cluster.shard_channels().iter().sum::<usize>() != ROOMS + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sharded channels: {:?}",
+            cluster.shard_channels()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spread = cluster.shard_channels();
+    assert!(
+        spread.iter().filter(|&&n| n > 0).count() >= 2,
+        "the channels sit on more than one shard: {spread:?}"
+    );
+
+    for room in 0..ROOMS {
+        hub_a
+            .to_room(&format!("room{room}"), format!("to room{room}"))
+            .unwrap();
+    }
+    hub_a.to_all("to everyone").unwrap();
+    for (room, client) in clients.iter_mut().enumerate() {
+        // The room's channel and everyone's sit on different shards: each
+        // is in order, the two interleave as they arrive.
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let message = timeout(LIMIT, client.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            got.push(message.as_text().unwrap().to_owned());
+        }
+        got.sort();
+        assert_eq!(got, ["to everyone".to_owned(), format!("to room{room}")]);
+    }
+    settled(&a, |s| s.forwarded == ROOMS as u64 + 1).await;
+    assert_eq!((b.stats().received, b.stats().gaps), (ROOMS as u64 + 1, 0));
 }

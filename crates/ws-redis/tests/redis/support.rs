@@ -20,6 +20,7 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Redis {
     pub(crate) port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -27,12 +28,24 @@ impl Redis {
     /// Starts one on a free port. Panics with what to install if
     /// `redis-server` is missing (`.ci/run` installs it).
     pub(crate) fn start() -> Self {
-        let port = free_port();
+        Self::start_with(&[])
+    }
+
+    /// Starts one with `extra` arguments, on a free port whose cluster bus
+    /// port (10 000 above) is free too.
+    pub(crate) fn start_with(extra: &[&str]) -> Self {
+        let port = loop {
+            let port = free_port();
+            if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                break port;
+            }
+        };
         let dir = std::env::temp_dir().join(format!("ws-redis-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut redis = Self {
             port,
             dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             child: None,
         };
         redis.restart();
@@ -59,6 +72,7 @@ impl Redis {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "warning"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -69,15 +83,15 @@ impl Redis {
             );
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.command(&[b"PING"]).as_deref() != Some("+PONG") {
+        while !matches!(self.request(&[b"PING"]), Some(Reply::Simple(ref s)) if s == "PONG") {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Sends one command and returns the first line of the answer.
-    pub(crate) fn command(&self, args: &[&[u8]]) -> Option<String> {
-        use std::io::{BufRead, BufReader, Write};
+    /// Sends one command and reads its answer.
+    pub(crate) fn request(&self, args: &[&[u8]]) -> Option<Reply> {
+        use std::io::{BufReader, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let mut request = format!("*{}\r\n", args.len()).into_bytes();
@@ -87,26 +101,27 @@ impl Redis {
             request.extend_from_slice(b"\r\n");
         }
         stream.write_all(&request).ok()?;
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        if line.starts_with('*') {
-            // PUBSUB NUMSUB channel: *2, $len, channel, :count
-            let mut last = String::new();
-            for _ in 0..3 {
-                last.clear();
-                reader.read_line(&mut last).ok()?;
-            }
-            return Some(last.trim_end().to_owned());
+        Reply::read(&mut BufReader::new(stream))
+    }
+
+    /// The answer to a command that answers with text (`INFO`, `CLUSTER
+    /// INFO`), or an empty string.
+    pub(crate) fn info(&self, args: &[&[u8]]) -> String {
+        match self.request(args) {
+            Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
+            _ => String::new(),
         }
-        Some(line.trim_end().to_owned())
     }
 
     /// The number of subscribers of `channel` (`PUBSUB NUMSUB`).
     pub(crate) fn subscribers(&self, channel: &str) -> usize {
-        self.command(&[b"PUBSUB", b"NUMSUB", channel.as_bytes()])
-            .and_then(|count| count.strip_prefix(':').and_then(|n| n.parse().ok()))
-            .unwrap_or(0)
+        match self.request(&[b"PUBSUB", b"NUMSUB", channel.as_bytes()]) {
+            Some(Reply::Array(items)) => match items.get(1) {
+                Some(Reply::Int(n)) => *n as usize,
+                _ => 0,
+            },
+            _ => 0,
+        }
     }
 
     /// Waits until `channel` has `count` subscribers.
@@ -243,5 +258,100 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Redis Cluster of three primaries (no replicas), each a
+/// `redis-server --cluster-enabled yes` of the test's own; stopped when
+/// dropped.
+pub(crate) struct RedisCluster {
+    pub(crate) nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub(crate) fn start() -> Self {
+        let nodes: Vec<Redis> = (0..3)
+            .map(|_| Redis::start_with(&["--cluster-enabled", "yes"]))
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli is needed for the cluster test");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            while !node
+                .info(&[b"CLUSTER", b"INFO"])
+                .contains("cluster_state:ok")
+            {
+                assert!(Instant::now() < deadline, "the cluster never came up");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self { nodes }
+    }
+
+    /// The number of sharded channels each node carries
+    /// (`PUBSUB SHARDCHANNELS`).
+    pub(crate) fn shard_channels(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .map(|node| match node.request(&[b"PUBSUB", b"SHARDCHANNELS"]) {
+                Some(Reply::Array(items)) => items.len(),
+                _ => 0,
+            })
+            .collect()
+    }
+}
+
+/// An answer of Redis (RESP2, as a fresh connection speaks).
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Simple(String),
+    Error,
+    Int(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    fn read(reader: &mut impl std::io::BufRead) -> Option<Self> {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        let (kind, rest) = line.split_at(1);
+        Some(match kind {
+            "+" => Self::Simple(rest.to_owned()),
+            "-" => Self::Error,
+            ":" => Self::Int(rest.parse().ok()?),
+            "$" => {
+                let Ok(len) = usize::try_from(rest.parse::<i64>().ok()?) else {
+                    return Some(Self::Nil);
+                };
+                let mut data = vec![0; len + 2];
+                reader.read_exact(&mut data).ok()?;
+                data.truncate(len);
+                Self::Bulk(data)
+            }
+            "*" => {
+                let Ok(len) = usize::try_from(rest.parse::<i64>().ok()?) else {
+                    return Some(Self::Nil);
+                };
+                Self::Array(
+                    (0..len)
+                        .map(|_| Self::read(reader))
+                        .collect::<Option<_>>()?,
+                )
+            }
+            _ => return None,
+        })
     }
 }
