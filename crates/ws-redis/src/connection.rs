@@ -5,11 +5,16 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use redis::aio::{AsyncPushSender, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, ProtocolVersion, RedisResult};
 
-use crate::publisher::Outgoing;
+/// One publication on its way: its channel and its envelope.
+pub(crate) struct Outgoing {
+    pub(crate) channel: Bytes,
+    pub(crate) envelope: Bytes,
+}
 
 /// How long a connection attempt or an answer may take before the
 /// connection counts as lost (a Redis that hangs, not one that is gone,

@@ -76,7 +76,7 @@ mod envelope;
 mod publisher;
 mod subscriber;
 
-use publisher::Outgoing;
+use connection::Outgoing;
 use subscriber::RoomChange;
 
 /// Why a [`RedisBackplane`] could not be built.

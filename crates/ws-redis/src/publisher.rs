@@ -5,17 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::connection::{Connection, Target};
+use crate::connection::{Connection, Outgoing, Target};
 use crate::{Counters, Shared, backoff};
-
-/// One publication on its way: its channel and its envelope.
-pub(crate) struct Outgoing {
-    pub(crate) channel: Bytes,
-    pub(crate) envelope: Bytes,
-}
 
 /// Where the publisher is.
 enum Link {
