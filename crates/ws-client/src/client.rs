@@ -17,6 +17,7 @@ use ws_proto::{
 use ws_tokio::{Handshake, Settings, Transport, WebSocket};
 
 use crate::error::{BuildError, ConnectError};
+use crate::proxy::Proxy;
 
 type MaskFactory = Arc<dyn Fn() -> Box<dyn MaskKeySource> + Send + Sync>;
 
@@ -33,6 +34,7 @@ pub struct ClientBuilder {
     config: Config,
     pub(crate) settings: Settings,
     mask_keys: Option<MaskFactory>,
+    proxy: crate::proxy::Setting,
     #[cfg(feature = "tls")]
     tls: crate::tls::TlsSettings,
 }
@@ -47,6 +49,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("config", &self.config)
             .field("settings", &self.settings)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +66,7 @@ impl Default for ClientBuilder {
             config: Config::default().compression(Some(crate::PerMessageDeflate::default())),
             settings: Settings::default(),
             mask_keys: None,
+            proxy: crate::proxy::Setting::default(),
             #[cfg(feature = "tls")]
             tls: crate::tls::TlsSettings::default(),
         }
@@ -242,6 +246,42 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects through the proxy at `url` instead of the one the
+    /// environment names:
+    ///
+    /// - `http://[user:password@]host[:port]`: an HTTP proxy, through a
+    ///   `CONNECT` tunnel (RFC 9110 section 9.3.6), with Basic credentials;
+    /// - `https://...`: the same with TLS to the proxy (its certificate
+    ///   checked like a server's);
+    /// - `socks5://[user:password@]host[:port]`: SOCKS5 (RFC 1928), the
+    ///   target's name resolved here, credentials by RFC 1929;
+    /// - `socks5h://...`: the same, the name resolved by the proxy.
+    ///
+    /// Without a scheme the proxy is HTTP; without a port it is 1080 (443
+    /// for `https://`), as curl has it. `wss://` runs TLS inside the
+    /// tunnel, the target's name verified. `NO_PROXY` from the environment
+    /// still applies. Checked by [`build`](Self::build).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = crate::proxy::Setting::Url(url.into());
+        self
+    }
+
+    /// Connects directly: no proxy, and the environment's proxy variables
+    /// are not read.
+    ///
+    /// By default the environment is read as curl and Python's
+    /// websocket-client read it: `HTTPS_PROXY` for `wss://` targets,
+    /// `HTTP_PROXY` for `ws://`, `ALL_PROXY` for either when that one is
+    /// unset, and `NO_PROXY` (comma-separated host names, which match
+    /// their subdomains too, addresses, CIDR networks, or `*`) for the
+    /// hosts reached directly; each in lower or upper case, the lower
+    /// winning. A loopback target goes through the proxy too unless
+    /// `NO_PROXY` names it, as in curl.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = crate::proxy::Setting::Off;
+        self
+    }
+
     /// Checks the settings and returns the client.
     ///
     /// # Errors
@@ -249,9 +289,12 @@ impl ClientBuilder {
     /// [`BuildError::Config`] when the connection settings cannot work
     /// (both heartbeat values set and the interval not greater than the
     /// timeout);
-    /// [`BuildError::InvalidCookie`] for a cookie that cannot be sent.
+    /// [`BuildError::InvalidCookie`] for a cookie that cannot be sent;
+    /// [`BuildError::InvalidProxy`] for a [`proxy`](Self::proxy) URL that
+    /// cannot work. The environment's proxy variables are read here.
     pub fn build(self) -> Result<Client, BuildError> {
         self.config.check()?;
+        let proxies = crate::proxy::Proxies::new(&self.proxy, |name| std::env::var(name).ok())?;
         let cookie = if self.cookies.is_empty() {
             None
         } else {
@@ -283,6 +326,7 @@ impl ClientBuilder {
             inner: Arc::new(ClientState {
                 builder: self,
                 cookie,
+                proxies,
                 #[cfg(feature = "tls")]
                 tls,
             }),
@@ -313,6 +357,7 @@ pub struct Client {
 struct ClientState {
     builder: ClientBuilder,
     cookie: Option<HeaderValue>,
+    proxies: crate::proxy::Proxies,
     #[cfg(feature = "tls")]
     tls: tokio_rustls::TlsConnector,
 }
@@ -377,29 +422,41 @@ impl Target {
             resource,
         })
     }
+}
 
-    /// The addresses to try, in the resolver's order.
-    async fn addresses(&self) -> Result<Vec<SocketAddr>, ConnectError> {
-        match &self.host {
-            Host::Ipv4(ip) => Ok(vec![SocketAddr::new((*ip).into(), self.port)]),
-            Host::Ipv6(ip) => Ok(vec![SocketAddr::new((*ip).into(), self.port)]),
-            Host::Domain(name) => {
-                let resolve_error = |source| ConnectError::Resolve {
-                    host: name.clone(),
-                    source,
-                };
-                let addrs: Vec<_> = tokio::net::lookup_host((name.as_str(), self.port))
-                    .await
-                    .map_err(resolve_error)?
-                    .collect();
-                if addrs.is_empty() {
-                    let none = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
-                    return Err(resolve_error(none));
-                }
-                Ok(addrs)
+/// The addresses of `host`, in the resolver's order: at least one.
+pub(crate) async fn resolve(
+    host: &Host<String>,
+    port: u16,
+) -> Result<Vec<SocketAddr>, ConnectError> {
+    match host {
+        Host::Ipv4(ip) => Ok(vec![SocketAddr::new((*ip).into(), port)]),
+        Host::Ipv6(ip) => Ok(vec![SocketAddr::new((*ip).into(), port)]),
+        Host::Domain(name) => {
+            let resolve_error = |source| ConnectError::Resolve {
+                host: name.clone(),
+                source,
+            };
+            let addrs: Vec<_> = tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .map_err(resolve_error)?
+                .collect();
+            if addrs.is_empty() {
+                let none = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
+                return Err(resolve_error(none));
             }
+            Ok(addrs)
         }
     }
+}
+
+/// A stream to the target, before TLS to it and the upgrade.
+enum Reached {
+    /// Straight to it, or through a tunnel in a plain connection to a proxy.
+    Tcp(TcpStream),
+    /// Through a tunnel inside TLS to an `https://` proxy.
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 /// RFC 8305 section 5: the "Connection Attempt Delay", after which the
@@ -495,17 +552,85 @@ impl Client {
         let url = url.as_ref();
         let builder = &self.inner.builder;
         let target = Target::parse(url)?;
-        let span = tracing::debug_span!("ws_client", %url);
+        let proxy = self.inner.proxies.select(target.secure, &target.host);
+        let span = match proxy {
+            Some(proxy) => tracing::debug_span!("ws_client", %url, %proxy),
+            None => tracing::debug_span!("ws_client", %url),
+        };
 
-        let stream = timeout(builder.connect_timeout, async {
-            let addrs = target.addresses().await?;
-            connect_any(&addrs).await
-        })
-        .instrument(span.clone())
-        .await
-        .map_err(|_| ConnectError::ConnectTimeout(builder.connect_timeout))??;
+        // Reaching the target (through the proxy, if any) is connecting;
+        // TLS to the target and the upgrade are the handshake.
+        let stream = timeout(builder.connect_timeout, self.reach(&target, proxy))
+            .instrument(span.clone())
+            .await
+            .map_err(|_| ConnectError::ConnectTimeout(builder.connect_timeout))??;
+        match stream {
+            Reached::Tcp(stream) => {
+                let peer = stream.peer_addr().ok();
+                self.secure(stream, &target, peer, span).await
+            }
+            #[cfg(feature = "tls")]
+            Reached::Tls(stream) => {
+                let peer = stream.get_ref().0.peer_addr().ok();
+                self.secure(stream, &target, peer, span).await
+            }
+        }
+    }
+
+    /// A stream to the target: a TCP connection to it, or a tunnel to it
+    /// through `proxy`.
+    async fn reach(&self, target: &Target, proxy: Option<&Proxy>) -> Result<Reached, ConnectError> {
+        let Some(proxy) = proxy else {
+            let addrs = resolve(&target.host, target.port).await?;
+            return Ok(Reached::Tcp(connect_any(&addrs).await?));
+        };
+        let unreachable = |error: ConnectError| match error {
+            ConnectError::Io(source) => ConnectError::ProxyUnreachable {
+                proxy: proxy.to_string(),
+                source,
+            },
+            ConnectError::Refused { addr } => ConnectError::ProxyUnreachable {
+                proxy: proxy.to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    format!("connection refused by {addr}"),
+                ),
+            },
+            other => other,
+        };
+        let addrs = resolve(&proxy.host, proxy.port).await?;
+        let mut stream = connect_any(&addrs).await.map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().ok();
+        tracing::debug!(%proxy, "connected to the proxy");
+        #[cfg(feature = "tls")]
+        if proxy.kind == crate::proxy::Kind::Https {
+            let name = crate::tls::server_name(&proxy.host)?;
+            let mut stream = self
+                .inner
+                .tls
+                .connect(name, stream)
+                .await
+                .map_err(|error| ConnectError::ProxyProtocol {
+                    proxy: proxy.to_string(),
+                    detail: format!("TLS to the proxy failed: {error}"),
+                })?;
+            proxy.tunnel(&mut stream, &target.host, target.port).await?;
+            return Ok(Reached::Tls(Box::new(stream)));
+        }
+        proxy.tunnel(&mut stream, &target.host, target.port).await?;
+        tracing::debug!(%proxy, "tunnel open");
+        Ok(Reached::Tcp(stream))
+    }
+
+    /// TLS to the target for `wss://`, then the upgrade.
+    async fn secure<S: Transport>(
+        &self,
+        stream: S,
+        target: &Target,
+        peer: Option<SocketAddr>,
+        span: tracing::Span,
+    ) -> Result<(WebSocket, HandshakeResponse), ConnectError> {
+        let builder = &self.inner.builder;
         // One deadline for the TLS handshake (if any) and the upgrade.
         // A timeout too long for the clock (`Duration::MAX`) means no deadline
         // (issue 25, item 7: it used to overflow and panic).
@@ -519,9 +644,9 @@ impl Client {
                 .await
                 .map_err(|_| ConnectError::HandshakeTimeout(builder.handshake_timeout))?
                 .map_err(ConnectError::Tls)?;
-            return self.upgrade(stream, &target, peer, deadline, span).await;
+            return self.upgrade(stream, target, peer, deadline, span).await;
         }
-        self.upgrade(stream, &target, peer, deadline, span).await
+        self.upgrade(stream, target, peer, deadline, span).await
     }
 
     async fn upgrade<S: Transport>(

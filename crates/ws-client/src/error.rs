@@ -28,6 +28,10 @@ pub enum BuildError {
     /// platform roots, an invalid server name.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A proxy URL that cannot work: not a URL, no host, or a scheme other
+    /// than `http`, `https`, `socks5` and `socks5h`.
+    #[error("invalid proxy {0}")]
+    InvalidProxy(String),
 }
 
 /// Why [`connect`](crate::connect) failed.
@@ -91,6 +95,56 @@ pub enum ConnectError {
     /// response.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The proxy could not be reached (its name did not resolve, it
+    /// refused the connection) or dropped it while the tunnel was being
+    /// set up. Retryable.
+    #[error("cannot reach proxy {proxy}: {source}")]
+    ProxyUnreachable {
+        /// The proxy, without credentials.
+        proxy: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The proxy wants credentials, or refused the ones given: HTTP 407
+    /// Proxy Authentication Required (or the 401 some proxies answer a
+    /// `CONNECT` with), or a SOCKS5 authentication failure.
+    /// Not retried: put `user:password@` in the proxy URL.
+    #[error("proxy {proxy} wants other credentials: put user:password@ in the proxy URL")]
+    ProxyAuth {
+        /// The proxy, without credentials.
+        proxy: String,
+    },
+    /// The HTTP proxy refused to open the tunnel (a `CONNECT` answered
+    /// with another status than 2xx; 403 for a port it does not allow, 502
+    /// for a target it cannot reach).
+    #[error("proxy {proxy} refused the tunnel: {status} {reason}")]
+    ProxyRefused {
+        /// The proxy, without credentials.
+        proxy: String,
+        /// Its status code.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// The SOCKS5 proxy refused to open the tunnel, with one of RFC 1928's
+    /// reply codes.
+    #[error("SOCKS5 proxy {proxy}: {reply}")]
+    Socks {
+        /// The proxy, without credentials.
+        proxy: String,
+        /// Its reply.
+        reply: crate::SocksReply,
+    },
+    /// The proxy broke its protocol: a malformed or oversized answer, or
+    /// data where none belongs.
+    #[error("proxy {proxy}: {detail}")]
+    ProxyProtocol {
+        /// The proxy, without credentials.
+        proxy: String,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 impl From<ResponseError> for ConnectError {
@@ -121,8 +175,11 @@ impl ConnectError {
             | Self::ConnectTimeout(_)
             | Self::HandshakeTimeout(_)
             | Self::ClosedDuringHandshake
-            | Self::Io(_) => true,
+            | Self::Io(_)
+            | Self::ProxyUnreachable { .. } => true,
             Self::Rejected(rejected) => rejected.status.is_server_error(),
+            Self::ProxyRefused { status, .. } => (500..600).contains(status),
+            Self::Socks { reply, .. } => reply.is_retryable(),
             // A certificate problem (rustls reports those as invalid data)
             // stays; a connection cut mid-handshake may not.
             Self::Tls(error) => error.kind() != io::ErrorKind::InvalidData,
@@ -130,7 +187,9 @@ impl ConnectError {
             | Self::InvalidUrl(_)
             | Self::UnsupportedScheme(_)
             | Self::MissingHost
-            | Self::InvalidResponse(_) => false,
+            | Self::InvalidResponse(_)
+            | Self::ProxyAuth { .. }
+            | Self::ProxyProtocol { .. } => false,
         }
     }
 }

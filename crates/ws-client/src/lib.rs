@@ -52,12 +52,14 @@
 mod app;
 mod client;
 mod error;
+mod proxy;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use app::{App, AppError, Callbacks, Reconnect};
 pub use client::{Client, ClientBuilder, connect};
 pub use error::{BuildError, ConnectError};
+pub use proxy::SocksReply;
 /// rustls, whose `ClientConfig` [`ClientBuilder::tls_config`] takes.
 #[cfg(feature = "tls")]
 pub use rustls;

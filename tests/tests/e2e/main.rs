@@ -7,5 +7,6 @@ mod deflate_sockudo;
 mod hub;
 mod inline;
 mod proto_interop;
+mod proxy;
 mod server;
 mod tls;

@@ -18,14 +18,14 @@ use ws_server::{Server, TlsConfig, WebSocket};
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A test CA and a server certificate it signed for `names`.
-struct Pki {
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) ca_der: CertificateDer<'static>,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
 }
 
-fn pki(names: &[&str]) -> Pki {
+pub(crate) fn pki(names: &[&str]) -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -48,7 +48,7 @@ fn pki(names: &[&str]) -> Pki {
 }
 
 /// An echo server over TLS on a free port.
-async fn wss_server(pki: &Pki, handshake_timeout: Duration) -> SocketAddr {
+pub(crate) async fn wss_server(pki: &Pki, handshake_timeout: Duration) -> SocketAddr {
     let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -70,14 +70,14 @@ async fn wss_server(pki: &Pki, handshake_timeout: Duration) -> SocketAddr {
     addr
 }
 
-fn trusting(pki: &Pki) -> ws_client::ClientBuilder {
+pub(crate) fn trusting(pki: &Pki) -> ws_client::ClientBuilder {
     Client::builder()
         .ping_interval(None)
         .webpki_roots(false)
         .add_root_certificate(pki.ca_der.clone())
 }
 
-async fn echo_once(client: ws_client::ClientBuilder, url: &str) {
+pub(crate) async fn echo_once(client: ws_client::ClientBuilder, url: &str) {
     let (mut ws, _) = client.connect(url).await.unwrap();
     ws.send_text("over tls").await.unwrap();
     assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("over tls"));
