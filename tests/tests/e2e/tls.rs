@@ -5,47 +5,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-use ws_client::pki_types::CertificateDer;
 use ws_client::{BuildError, Client, CloseCode, ConnectError, Message};
 use ws_server::{Server, TlsConfig, WebSocket};
+pub(crate) use ws_tests::pki::{Pki, pki};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A test CA and a server certificate it signed for `names`.
-pub(crate) struct Pki {
-    pub(crate) ca_pem: String,
-    pub(crate) ca_der: CertificateDer<'static>,
-    pub(crate) cert_pem: String,
-    pub(crate) key_pem: String,
-}
-
-pub(crate) fn pki(names: &[&str]) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "ws test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let cert = CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        ca_der: ca.der().clone(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 /// An echo server over TLS on a free port.
 pub(crate) async fn wss_server(pki: &Pki, handshake_timeout: Duration) -> SocketAddr {
