@@ -24,6 +24,18 @@
 //! them: in particular the heartbeat needs `ping_interval > ping_timeout`,
 //! the rule users of Python's websocket-client know.
 //!
+//! # Proxies
+//!
+//! [`ClientBuilder::proxy`] connects through an HTTP (`CONNECT`), HTTPS or
+//! SOCKS5 proxy; without it, the environment is read as curl reads it
+//! (`HTTPS_PROXY` for `wss://`, `HTTP_PROXY` for `ws://`, `ALL_PROXY`,
+//! `NO_PROXY`), so an application behind a proxy works with no code change;
+//! [`ClientBuilder::no_proxy`] turns that off. Failures are
+//! [`ConnectError::ProxyAuth`], [`ConnectError::ProxyRefused`] (with the
+//! proxy's status), [`ConnectError::Socks`] (with the named reply code),
+//! [`ConnectError::ProxyUnreachable`] (retryable) and
+//! [`ConnectError::ProxyProtocol`].
+//!
 //! # Heartbeat
 //!
 //! By default the client pings every 20 s. When a pong has not come 10 s
