@@ -64,6 +64,7 @@
 mod app;
 mod client;
 mod error;
+mod net;
 mod proxy;
 #[cfg(feature = "tls")]
 mod tls;

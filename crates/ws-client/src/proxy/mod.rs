@@ -128,7 +128,7 @@ impl Proxy {
                 socks::tunnel(stream, self, destination, port).await
             }
             Kind::Socks5 => {
-                let addrs = crate::client::resolve(host, port).await?;
+                let addrs = crate::net::resolve(host, port).await?;
                 let ip = addrs[0].ip();
                 socks::tunnel(stream, self, socks::Destination::Ip(ip), port).await
             }
