@@ -91,6 +91,19 @@ impl Reply<'_> {
         send_into(self.conn, message, self.out).map_err(error)
     }
 
+    /// Sends `message` without compressing it, on a connection that
+    /// negotiated permessage-deflate (data known not to shrink, such as
+    /// an image); as [`send`](Self::send) otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_uncompressed(&mut self, message: &Message) -> Result<(), Error> {
+        self.conn
+            .send_uncompressed(message, &mut self.out.tail)
+            .map_err(error)
+    }
+
     /// Starts the closing handshake with `code` and `reason` (the driver
     /// completes it, within the close timeout). Data frames that arrive
     /// after it, before the peer's close frame, are discarded unhandled (RFC

@@ -415,10 +415,44 @@ async fn rfc7692_one_message_sent_uncompressed() {
         serve_on_free_port(|listener| builder.serve(handler, listener)).await;
     let (mut stream, head) = raw_deflate_client(addr).await;
     assert!(head.contains("permessage-deflate"), "{head}");
-    let (first, payload) = read_frame(&mut stream).await;
+    plain_then_compressed(&mut stream, &big).await;
+}
+
+/// The next two frames: `big` as it is (RSV1 clear), then compressed.
+async fn plain_then_compressed(stream: &mut tokio::net::TcpStream, big: &str) {
+    let (first, payload) = read_frame(stream).await;
     assert_eq!(first, 0x81, "plain text");
     assert_eq!(payload, big.as_bytes());
-    let (first, payload) = read_frame(&mut stream).await;
+    let (first, payload) = read_frame(stream).await;
     assert_eq!(first, 0xc1, "compressed text");
     assert!(payload.len() < big.len() / 4, "{}", payload.len());
+}
+
+/// The same from an inline handler's `Reply`.
+#[tokio::test]
+async fn rfc7692_one_message_sent_uncompressed_by_an_inline_reply() {
+    use tokio::io::AsyncWriteExt;
+    let big = "{\"k\":\"v\"},".repeat(400);
+    let sent = big.clone();
+    let handler = move |_ws: WebSocket| {
+        let big = sent.clone();
+        move |_: Message, reply: &mut ws_server::Reply<'_>| {
+            reply
+                .send_uncompressed(&Message::text(big.clone()))
+                .unwrap();
+            reply.send(&Message::text(big.clone())).unwrap();
+        }
+    };
+    let builder = Server::builder()
+        .ping_interval(None)
+        .compression(Some(PerMessageDeflate::default()));
+    let (addr, _stop, _serving) =
+        serve_on_free_port(|listener| builder.serve_inline(handler, listener)).await;
+    let (mut stream, _) = raw_deflate_client(addr).await;
+    // A masked text frame "go" (mask 0): the handler answers it.
+    stream
+        .write_all(&[0x81, 0x82, 0, 0, 0, 0, b'g', b'o'])
+        .await
+        .unwrap();
+    plain_then_compressed(&mut stream, &big).await;
 }

@@ -14,8 +14,8 @@ mod framed;
 mod member;
 
 pub use backplane::{Backplane, WeakHub};
-pub use member::Member;
 use framed::{Encoded, Framed};
+pub use member::Member;
 
 use crate::outbox::{FrameBatch, Outbox, OutboxLimits, Pushed, SlowConsumer};
 
