@@ -11,6 +11,11 @@ use ws_client::WebSocketSender;
 
 use crate::support::{Redis, Server};
 
+/// The tests here run three servers and dozens of clients each: one at a
+/// time, so that one's load does not slow the other's deliveries past
+/// what its assertions allow.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What one client received: (publisher, sequence number, sent at in ms
 /// from the test's start), in arrival order.
 type Received = Vec<(usize, u64, u64)>;
@@ -100,6 +105,7 @@ fn by_publisher(received: &Received) -> HashMap<usize, Vec<u64>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_deliver_every_message_once_in_order_to_the_room_only() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const MESSAGES: u64 = 200;
     let redis = Redis::start();
     let mut servers = Vec::new();
@@ -162,6 +168,7 @@ async fn three_processes_deliver_every_message_once_in_order_to_the_room_only() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_under_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const MESSAGES: u64 = 450;
     const EVERY_MS: u64 = 20;
     let mut redis = Redis::start();
