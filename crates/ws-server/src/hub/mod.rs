@@ -462,12 +462,7 @@ impl Hub {
         publications: impl IntoIterator<Item = Publication>,
     ) -> Result<Delivery, SendError> {
         let mut publications: Vec<Publication> = publications.into_iter().collect();
-        let framed = publications
-            .iter()
-            .map(|p| Framed::new(&p.audience, p.except, &p.message))
-            .collect::<Result<Vec<_>, _>>()?;
-        let delivery = self.deliver_framed(&framed);
-        drop(framed);
+        let delivery = self.deliver_many(&publications)?;
         if let Some(backplane) = &self.inner.backplane {
             for publication in &mut publications {
                 publication.except = None;
