@@ -503,9 +503,18 @@ impl Client {
                     format!("connection refused by {addr}"),
                 ),
             },
+            ConnectError::Resolve { host, source } => ConnectError::ProxyUnreachable {
+                proxy: proxy.to_string(),
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!("cannot resolve {host}: {source}"),
+                ),
+            },
             other => other,
         };
-        let addrs = resolve(&proxy.host, proxy.port).await?;
+        let addrs = resolve(&proxy.host, proxy.port)
+            .await
+            .map_err(unreachable)?;
         let mut stream = connect_any(&addrs).await.map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
         tracing::debug!(%proxy, "connected to the proxy");
